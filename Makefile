@@ -1,0 +1,49 @@
+# Two commands on a fresh Debian 12 machine: `make demo` and `make test`.
+# Each installs what is missing (Debian packages, the venv, the build) first.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+BUILD := build/cmake
+JOBS ?= $(shell nproc)
+export CNNVIZ_DATA ?= $(abspath ../shared/data)
+
+.PHONY: deps venv build install test test-cpp test-consumer test-python demo bench clean
+
+deps:
+	@bash scripts/install-deps.sh
+
+$(PY): | deps
+	/usr/bin/python3 -m venv --system-site-packages $(VENV)
+
+venv: deps $(PY)
+
+build: venv
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release -DCNNVIZ_PYTHON_EXECUTABLE=/usr/bin/python3
+	cmake --build $(BUILD) -j $(JOBS)
+
+install: build
+	CNNVIZ_BUILD_DIR=$(abspath $(BUILD)) $(PY) -m pip install --no-build-isolation --no-deps --quiet .
+
+test-cpp: build
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+
+# An out-of-tree program that does find_package(cnnviz) against an installed copy.
+test-consumer: build
+	cmake --install $(BUILD) --prefix $(abspath build/prefix) > /dev/null
+	cmake -S examples/consumer -B build/consumer -DCMAKE_PREFIX_PATH=$(abspath build/prefix) -DCMAKE_BUILD_TYPE=Release > /dev/null
+	cmake --build build/consumer -j $(JOBS)
+	./build/consumer/cnnviz_consumer
+
+test-python: install
+	cd tests/python && ../../$(PY) -m pytest -q -p no:cacheprovider .
+
+test: test-cpp test-consumer test-python
+
+demo: install
+	$(PY) examples/demo.py --out out
+
+bench: install
+	bash benchmarks/run_all.sh
+
+clean:
+	rm -rf build out python/cnnviz.egg-info

@@ -1,0 +1,4 @@
+#pragma once
+// Umbrella header: all of cnnviz.
+#include "cnnviz/model.hpp"
+#include "cnnviz/progress.hpp"

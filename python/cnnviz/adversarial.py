@@ -1,0 +1,2 @@
+"""cnnviz.adversarial (to be filled)."""
+__all__: list = []

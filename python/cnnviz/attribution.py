@@ -1,0 +1,2 @@
+"""cnnviz.attribution (to be filled)."""
+__all__: list = []

@@ -1,0 +1,1 @@
+"""The notebook helper module (to be filled)."""

@@ -1,0 +1,2 @@
+"""cnnviz.image (to be filled)."""
+__all__: list = []

@@ -1,0 +1,2 @@
+"""cnnviz.metrics (to be filled)."""
+__all__: list = []

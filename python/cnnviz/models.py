@@ -1,0 +1,2 @@
+"""cnnviz.models (to be filled)."""
+__all__: list = []

@@ -1,0 +1,2 @@
+"""cnnviz.optimization (to be filled)."""
+__all__: list = []

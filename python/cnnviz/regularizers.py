@@ -1,0 +1,2 @@
+"""cnnviz.regularizers (to be filled)."""
+__all__: list = []
