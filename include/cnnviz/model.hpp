@@ -38,6 +38,9 @@ struct CaptureRequest {
   /// False lets the adapter stop the forward pass once the last requested layer has run.
   bool need_output = true;
   ReluMode relu = ReluMode::normal;
+  /// True: a requested layer that never runs yields an undefined tensor instead of an
+  /// error (used by summaries of models with unused branches).
+  bool skip_missing = false;
 };
 
 /// The result of a capture: the output (undefined when not requested) and one tensor per
@@ -112,7 +115,8 @@ struct is_model<M, std::void_t<decltype(std::declval<M&>().forward(std::declval<
 class AnyModel {
  public:
   AnyModel() = default;
-  AnyModel(std::shared_ptr<ModelBase> impl) : impl_(std::move(impl)) {}  // NOLINT: implicit by design
+  template <class M, class = std::enable_if_t<std::is_base_of_v<ModelBase, M>>>
+  AnyModel(std::shared_ptr<M> impl) : impl_(std::move(impl)) {}  // NOLINT: implicit by design
   template <class M, class = std::enable_if_t<std::is_base_of_v<ModelBase, std::decay_t<M>>>,
             class = void>
   AnyModel(M model)  // NOLINT: implicit by design

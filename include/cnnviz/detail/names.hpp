@@ -80,5 +80,20 @@ inline std::vector<LayerRequest> parse_requests(const std::vector<std::string>& 
   return out;
 }
 
+/// Which call of a layer a request means, given how often the layer ran; -1 when it never
+/// ran and `skip_missing` is set. Errors name the layer and what happened.
+inline int64_t resolve_call(const LayerRequest& r, int64_t count, bool skip_missing) {
+  if (count == 0) {
+    TORCH_CHECK_VALUE(skip_missing, "cnnviz: layer '", r.name,
+                      "' never ran in the forward pass (an unused branch, or a module the "
+                      "forward does not call)");
+    return -1;
+  }
+  if (r.call < 0) return count - 1;
+  TORCH_CHECK_INDEX(r.call < count, "cnnviz: layer '", r.name, "' ran ", count,
+                    " time(s) in the forward pass; call index ", r.call, " does not exist");
+  return r.call;
+}
+
 }  // namespace detail
 }  // namespace cnnviz
