@@ -35,7 +35,7 @@ from .optimization import *  # noqa: E402,F401,F403
 from .attribution import *  # noqa: E402,F401,F403
 from .adversarial import *  # noqa: E402,F401,F403
 from .metrics import *  # noqa: E402,F401,F403
-from . import cnn_utils  # noqa: E402,F401
+from . import cnn_utils, zoo  # noqa: E402,F401
 
 
 def data_dir() -> str:

@@ -1,0 +1,132 @@
+"""Pretrained sample networks from the cnnviz sample-data folder (``$CNNVIZ_DATA``).
+
+Nothing is downloaded: the weights are read from ``<data>/weights``. ``cifar_resnet`` builds
+the CIFAR-10 ResNet-20/56 architecture (He et al. 2016, option-A shortcuts) that the
+``resnet20_cifar10.pth``/``resnet56_cifar10.pth`` state dicts fit.
+"""
+from __future__ import annotations
+
+import os
+from typing import List
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+__all__ = ["cifar_resnet", "pretrained", "imagenet_labels", "cifar10_labels", "labels_for"]
+
+
+class _Shortcut(nn.Module):
+    """Option-A shortcut: subsample by 2 and zero-pad the channels (no parameters)."""
+
+    def __init__(self, pad: int) -> None:
+        super().__init__()
+        self.pad = pad
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, self.pad, self.pad))
+
+
+class BasicBlock(nn.Module):
+    def __init__(self, cin: int, cout: int, stride: int = 1) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.shortcut: nn.Module = nn.Sequential()
+        if stride != 1 or cin != cout:
+            self.shortcut = _Shortcut(cout // 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return F.relu(out + self.shortcut(x))
+
+
+class CifarResNet(nn.Module):
+    def __init__(self, blocks: int, num_classes: int = 10) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 16, 3, 1, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(16)
+        layers, cin = [], 16
+        for i, cout in enumerate((16, 32, 64)):
+            stage = []
+            for b in range(blocks):
+                stage.append(BasicBlock(cin, cout, 2 if (b == 0 and i > 0) else 1))
+                cin = cout
+            layers.append(nn.Sequential(*stage))
+        self.layer1, self.layer2, self.layer3 = layers
+        self.linear = nn.Linear(64, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.layer3(self.layer2(self.layer1(out)))
+        out = F.adaptive_avg_pool2d(out, 1).flatten(1)
+        return self.linear(out)
+
+
+def cifar_resnet(depth: int = 20) -> nn.Module:
+    """A CIFAR-10 ResNet of depth 6n+2 (20, 32, 44, 56, 110) with random weights."""
+    if depth < 8 or (depth - 2) % 6:
+        raise ValueError(f"cnnviz: CIFAR ResNet depth must be 6n+2, got {depth}")
+    return CifarResNet((depth - 2) // 6)
+
+
+def _weights(name: str) -> str:
+    from . import data_dir
+
+    path = os.path.join(data_dir(), "weights", name)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"cnnviz: pretrained weights not found: {path}")
+    return path
+
+
+def pretrained(name: str) -> nn.Module:
+    """A pretrained sample network in eval mode: ``"mobilenet_v2"`` (ImageNet, 224x224),
+    ``"resnet20"`` or ``"resnet56"`` (CIFAR-10, 32x32), or ``"resnet20_traced"``
+    (TorchScript). Raises FileNotFoundError when the sample data is missing."""
+    if name == "mobilenet_v2":
+        import torchvision
+
+        model = torchvision.models.mobilenet_v2()
+        state = torch.load(_weights("mobilenet_v2_imagenet_fp16.pth"), map_location="cpu")
+        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+    elif name in ("resnet20", "resnet56"):
+        model = cifar_resnet(int(name[6:]))
+        model.load_state_dict(torch.load(_weights(f"{name}_cifar10.pth"), map_location="cpu"))
+    elif name == "resnet20_traced":
+        model = torch.jit.load(_weights("resnet20_cifar10_traced.pt"), map_location="cpu")
+    else:
+        raise ValueError(f"cnnviz: unknown pretrained model {name!r}; choose mobilenet_v2, "
+                         "resnet20, resnet56 or resnet20_traced")
+    return model.eval()
+
+
+def _read_labels(file: str) -> List[str]:
+    path = os.path.join(os.path.dirname(__file__), "labels", file)
+    with open(path, encoding="utf-8") as f:
+        return [line.rstrip("\r\n") for line in f]
+
+
+def imagenet_labels() -> List[str]:
+    """The 1000 ImageNet class names in torchvision's index order."""
+    return _read_labels("imagenet_classes.txt")
+
+
+def cifar10_labels() -> List[str]:
+    """The 10 CIFAR-10 class names."""
+    return _read_labels("cifar10_classes.txt")
+
+
+def labels_for(labels) -> List[str]:
+    """``"imagenet"``, ``"cifar10"``, a list of names, or None (no names) -> a list."""
+    if labels is None:
+        return []
+    if isinstance(labels, str):
+        if labels == "imagenet":
+            return imagenet_labels()
+        if labels == "cifar10":
+            return cifar10_labels()
+        raise ValueError(f"cnnviz: unknown label set {labels!r}; use 'imagenet', 'cifar10' or a list")
+    return [str(s) for s in labels]
