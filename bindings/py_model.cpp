@@ -222,10 +222,20 @@ std::string PyModel::describe() const {
   return py::str(module_.get_type().attr("__name__"));
 }
 
+/// One ScriptModel per ScriptModule, kept while the module lives, so its compiled capture
+/// graphs serve every later call (weak keys: the entry goes with the module).
+AnyModel script_model_for(const py::handle& obj) {
+  static auto* cache = new py::object(py::module_::import("weakref").attr("WeakKeyDictionary")());
+  using Ptr = std::shared_ptr<ScriptModel>;
+  if (cache->contains(obj)) return *static_cast<Ptr*>(py::capsule((*cache)[obj]).get_pointer());
+  auto model = std::make_shared<ScriptModel>(py::cast<torch::jit::Module>(obj.attr("_c")));
+  (*cache)[obj] = py::capsule(new Ptr(model), [](void* p) { delete static_cast<Ptr*>(p); });
+  return model;
+}
+
 AnyModel to_model(const py::handle& obj) {
   auto jit = py::module_::import("torch.jit");
-  if (py::isinstance(obj, jit.attr("ScriptModule")))
-    return ScriptModel(py::cast<torch::jit::Module>(obj.attr("_c")));
+  if (py::isinstance(obj, jit.attr("ScriptModule"))) return script_model_for(obj);
   if (py::isinstance(obj, py::module_::import("torch.nn").attr("Module")))
     return std::make_shared<PyModel>(py::reinterpret_borrow<py::object>(obj));
   if (!obj.is_none() && PyCallable_Check(obj.ptr())) {
