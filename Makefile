@@ -30,7 +30,7 @@ test-cpp: build
 # An out-of-tree program that does find_package(cnnviz) against an installed copy.
 test-consumer: build
 	cmake --install $(BUILD) --prefix $(abspath build/prefix) > /dev/null
-	cmake -S examples/consumer -B build/consumer -DCMAKE_PREFIX_PATH=$(abspath build/prefix) -DCMAKE_BUILD_TYPE=Release > /dev/null
+	cmake -S examples/consumer -B build/consumer -DCMAKE_PREFIX_PATH=$(abspath build/prefix) -DCMAKE_BUILD_TYPE=Release $(if $(shell command -v ccache),-DCMAKE_CXX_COMPILER_LAUNCHER=ccache) > /dev/null
 	cmake --build build/consumer -j $(JOBS)
 	./build/consumer/cnnviz_consumer
 
