@@ -39,16 +39,32 @@ from . import cnn_utils, zoo  # noqa: E402,F401
 
 
 def data_dir() -> str:
-    """The sample-data folder: ``$CNNVIZ_DATA``, else ``../shared/data`` from the working
-    directory or from the source tree. Raises FileNotFoundError when none exists."""
-    candidates = []
-    if _os.environ.get("CNNVIZ_DATA"):
-        candidates.append(_os.environ["CNNVIZ_DATA"])
-    candidates.append(_os.path.join(_os.getcwd(), "..", "shared", "data"))
-    candidates.append(_os.path.join(_os.path.dirname(__file__), "..", "..", "..", "shared", "data"))
-    for c in candidates:
-        if _os.path.isdir(c):
-            return _os.path.abspath(c)
+    """The sample-data folder: ``$CNNVIZ_DATA``, else ``shared/data`` beside the working
+    directory or beside any folder above it (so ``../shared/data`` from a checkout, and from
+    any folder inside it). Raises FileNotFoundError when none exists."""
+    env = _os.environ.get("CNNVIZ_DATA")
+    if env:
+        if _os.path.isdir(env):
+            return _os.path.abspath(env)
+        raise FileNotFoundError(f"cnnviz: CNNVIZ_DATA={env} is not a folder")
+    here = _os.path.abspath(_os.getcwd())
+    while True:
+        parent = _os.path.dirname(here)
+        candidate = _os.path.join(parent, "shared", "data")
+        if _os.path.isdir(candidate):
+            return candidate
+        if parent == here:
+            break
+        here = parent
     raise FileNotFoundError(
         "cnnviz: sample data not found; set CNNVIZ_DATA to the folder with weights/ and images/"
     )
+
+
+def __getattr__(name: str):
+    # cnnviz.plot imports matplotlib: load it on first use, not with the package.
+    if name == "plot":
+        import importlib
+
+        return importlib.import_module(".plot", __name__)
+    raise AttributeError(f"module 'cnnviz' has no attribute '{name}'")

@@ -1,2 +1,281 @@
-"""cnnviz.image (to be filled)."""
-__all__: list = []
+"""Images: loading and saving, model preprocessing, colormaps, overlays and grids.
+
+An *image* is an ``(H, W, 3)`` uint8 tensor, channels last, as decoded. A model input is a
+normalized ``(N, 3, H, W)`` float batch. Every function that takes an image accepts what
+:func:`as_image_tensor` accepts: PIL images, numpy arrays and tensors.
+"""
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+
+from . import _C
+
+if TYPE_CHECKING:  # pragma: no cover
+    import PIL.Image
+
+__all__ = [
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "CIFAR10_MEAN",
+    "CIFAR10_STD",
+    "as_image_tensor",
+    "load_image",
+    "decode_image",
+    "encode_image",
+    "save_image",
+    "preprocess",
+    "deprocess",
+    "resize_image",
+    "colormap",
+    "colormap_names",
+    "overlay",
+    "make_grid",
+]
+
+#: ImageNet RGB mean and std (torchvision's pretrained models).
+IMAGENET_MEAN: Tuple[float, float, float] = tuple(_C.IMAGENET_MEAN)
+IMAGENET_STD: Tuple[float, float, float] = tuple(_C.IMAGENET_STD)
+#: What the sample CIFAR-10 ResNets were trained with (the ImageNet values, by their
+#: training script), not CIFAR-10's own statistics.
+CIFAR10_MEAN: Tuple[float, float, float] = tuple(_C.CIFAR10_MEAN)
+CIFAR10_STD: Tuple[float, float, float] = tuple(_C.CIFAR10_STD)
+
+_D = _C._image_defaults
+
+ImageLike = Union[torch.Tensor, np.ndarray, "PIL.Image.Image"]
+PathLike = Union[str, "os.PathLike[str]"]
+
+
+def _pil_to_numpy(image) -> np.ndarray:
+    mode = image.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I"):  # 16/32-bit gray: keep the precision as floats
+        arr = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if mode.startswith("I;16") or arr.max() > 255 else 255.0
+        return (arr / top).astype(np.float32)
+    if mode == "F":
+        return np.asarray(image, dtype=np.float32)
+    return np.asarray(image.convert("RGB"))
+
+
+def _to_tensor(image: ImageLike) -> torch.Tensor:
+    """PIL / numpy / tensor -> tensor (H, W[, C]), uint8 or float, no validation yet."""
+    if isinstance(image, torch.Tensor):
+        return image
+    if hasattr(image, "convert") and hasattr(image, "mode"):  # a PIL image
+        image = _pil_to_numpy(image)
+    if not isinstance(image, np.ndarray):
+        raise TypeError(
+            f"cnnviz: expected an image (PIL image, numpy array or torch tensor), got {type(image).__name__}"
+        )
+    arr = image
+    if arr.dtype == np.bool_:
+        arr = arr.astype(np.uint8) * 255
+    elif np.issubdtype(arr.dtype, np.integer) and arr.dtype != np.uint8:
+        if arr.size and (arr.min() < 0 or arr.max() > 255):
+            raise ValueError(
+                f"cnnviz: an integer image must have values in [0, 255], got [{arr.min()}, {arr.max()}]"
+            )
+        arr = arr.astype(np.uint8)
+    elif np.issubdtype(arr.dtype, np.floating) and arr.dtype not in (np.float32, np.float64):
+        arr = arr.astype(np.float32)
+    elif not (arr.dtype == np.uint8 or np.issubdtype(arr.dtype, np.floating)):
+        raise ValueError(f"cnnviz: unsupported image dtype {arr.dtype}")
+    return torch.from_numpy(np.ascontiguousarray(arr).copy())
+
+
+def as_image_tensor(image: ImageLike) -> torch.Tensor:
+    """Any image as a contiguous ``(H, W, 3)`` uint8 tensor.
+
+    Accepts PIL images (any mode), numpy arrays and tensors shaped ``(H, W)``, ``(H, W, 1)``,
+    ``(H, W, 3)`` or ``(H, W, 4)``, uint8 or floating point with values in ``[0, 1]``. Gray is
+    replicated, alpha dropped, floats scaled by 255 and rounded. A normalized model input
+    ``(1, 3, H, W)`` is not an image: use :func:`deprocess`.
+    """
+    return _C.as_image_tensor(_to_tensor(image))
+
+
+def load_image(
+    path: PathLike, max_side: int = _D["max_side"], max_pixels: int = _D["max_pixels"]
+) -> torch.Tensor:
+    """Reads a JPEG, PNG, BMP or GIF (first frame) file as an ``(H, W, 3)`` uint8 tensor.
+
+    Gray and RGBA files are converted to RGB; EXIF orientation is not applied. Files declaring
+    more than ``max_side`` pixels per side or ``max_pixels`` in all are refused before any
+    pixel memory is allocated. Raises OSError (FileNotFoundError, ...) when the file cannot be
+    read and ValueError when it is not a supported image, truncated or corrupt.
+    """
+    return _C.load_image(os.fspath(path), max_side, max_pixels)
+
+
+def decode_image(
+    data: Union[bytes, bytearray, memoryview, np.ndarray, torch.Tensor],
+    max_side: int = _D["max_side"],
+    max_pixels: int = _D["max_pixels"],
+) -> torch.Tensor:
+    """Decodes an encoded JPEG, PNG, BMP or GIF held in memory (``bytes``, ``bytearray``, a
+    1-D uint8 numpy array or tensor) into an ``(H, W, 3)`` uint8 tensor. Raises ValueError for
+    bytes that are not such an image, truncated or corrupt data and oversized images."""
+    if isinstance(data, np.ndarray):
+        if data.dtype != np.uint8 or data.ndim != 1:
+            raise ValueError("cnnviz: decode_image takes the encoded bytes as a 1-D uint8 array")
+        data = np.ascontiguousarray(data)
+    elif isinstance(data, memoryview):
+        data = data.tobytes() if not data.contiguous or data.ndim != 1 or data.itemsize != 1 else data
+    elif not isinstance(data, (bytes, bytearray, torch.Tensor)):
+        raise TypeError(f"cnnviz: decode_image takes bytes, got {type(data).__name__}")
+    return _C.decode_image(data, max_side, max_pixels)
+
+
+def encode_image(image: ImageLike, format: str = "png", quality: int = _D["quality"]) -> bytes:
+    """Encodes an image as ``"png"``, ``"jpeg"`` (``"jpg"``) or ``"bmp"`` bytes. ``(H, W)``
+    images are written as gray, ``(H, W, 4)`` as RGBA (PNG, BMP); ``quality`` (1-100) is the
+    JPEG quality."""
+    return _C.encode_image(_to_tensor(image), format, quality)
+
+
+def save_image(image: ImageLike, path: PathLike, quality: int = _D["quality"]) -> None:
+    """Writes an image to ``path``, the format taken from the extension (``.png``, ``.jpg``,
+    ``.jpeg``, ``.bmp``; another extension raises ValueError). Accepts ``(H, W)``,
+    ``(H, W, 3)`` and ``(H, W, 4)`` images, uint8 or float in ``[0, 1]`` (PIL images and numpy
+    arrays too). To save a model input, :func:`deprocess` it first."""
+    _C.save_image(_to_tensor(image), os.fspath(path), quality)
+
+
+def _size_pair(size, name: str) -> Optional[Tuple[int, int]]:
+    if size is None:
+        return None
+    if isinstance(size, (int, np.integer)):
+        return (int(size), int(size))
+    size = tuple(int(s) for s in size)
+    if len(size) != 2:
+        raise ValueError(f"cnnviz: {name} must be an int or (height, width), got {size}")
+    return size
+
+
+def _image_input(image: ImageLike) -> torch.Tensor:
+    """Image for the native side; float images keep their precision."""
+    t = _to_tensor(image)
+    if t.dim() == 4 or (t.dim() == 3 and t.shape[0] in (1, 3) and t.shape[-1] not in (1, 3, 4)):
+        raise ValueError(
+            f"cnnviz: expected an image (H, W, 3), got a tensor of shape {tuple(t.shape)}; "
+            "this looks like a model input (N, C, H, W): use deprocess() to get an image back"
+        )
+    return t
+
+
+def preprocess(
+    image: ImageLike,
+    size: Union[int, Tuple[int, int], None] = _D["size"],
+    resize: Optional[int] = None,
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+    antialias: bool = _D["antialias"],
+) -> torch.Tensor:
+    """An image as a normalized model input ``(1, 3, H, W)`` float32.
+
+    ``size`` is an int (square) or ``(height, width)``; without ``resize`` the whole image is
+    resized to it (like ``transforms.Resize((h, w))``). With ``resize``, the shorter side is
+    first resized to ``resize`` (aspect kept) and the center ``size`` is cropped: the ImageNet
+    evaluation protocol is ``preprocess(img, size=224, resize=256)``. ``size=None`` keeps the
+    size. Resizing is bilinear and antialiased when shrinking, as torchvision's
+    ``Resize(antialias=True)``. Values are scaled to ``[0, 1]``, then ``(x - mean) / std``; use
+    ``CIFAR10_MEAN``/``CIFAR10_STD`` for the sample CIFAR-10 ResNets.
+    """
+    pair = _size_pair(size, "size")
+    r = 0 if resize is None else int(resize)
+    if resize is not None and r <= 0:
+        raise ValueError(f"cnnviz: resize must be a positive int, got {resize}")
+    return _C.preprocess(_image_input(image), list(pair) if pair else None, r, list(mean), list(std), antialias)
+
+
+def deprocess(
+    tensor: torch.Tensor, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD
+) -> torch.Tensor:
+    """Undoes :func:`preprocess`: a normalized ``(1, 3, H, W)`` or ``(3, H, W)`` tensor to an
+    ``(H, W, 3)`` uint8 image (``x * std + mean``, clamped to ``[0, 1]``, scaled by 255)."""
+    if not isinstance(tensor, torch.Tensor):
+        raise TypeError(f"cnnviz: deprocess takes a tensor, got {type(tensor).__name__}")
+    return _C.deprocess(tensor, list(mean), list(std))
+
+
+def resize_image(image: ImageLike, size: Union[int, Tuple[int, int]], antialias: bool = True) -> torch.Tensor:
+    """Resizes an image ``(H, W, C)`` or a float map ``(H, W)`` to ``size`` (int or
+    ``(height, width)``), bilinear and antialiased when shrinking. uint8 images stay uint8,
+    float maps stay float."""
+    t = image if isinstance(image, torch.Tensor) else _to_tensor(image)
+    return _C.resize_image(t, list(_size_pair(size, "size")), antialias)
+
+
+def colormap_names() -> list:
+    """The colormap names :func:`colormap` knows (matplotlib's tables)."""
+    return list(_C.colormap_names())
+
+
+def _map_tensor(m) -> torch.Tensor:
+    if isinstance(m, torch.Tensor):
+        return m
+    return torch.from_numpy(np.array(m, dtype=np.float32))
+
+
+def colormap(
+    map: Union[torch.Tensor, np.ndarray],
+    name: str = _D["colormap"],
+    vmin: Optional[float] = None,
+    vmax: Optional[float] = None,
+    symmetric: bool = False,
+) -> torch.Tensor:
+    """Colors a map ``(H, W)`` (or ``(1, 1, H, W)``) into an ``(H, W, 3)`` uint8 image.
+
+    Values are scaled min-max to ``[0, 1]`` unless ``vmin``/``vmax`` are given;
+    ``symmetric=True`` centers the range on 0 (for signed maps with ``"coolwarm"``, ``"bwr"``,
+    ``"seismic"``). Colors equal matplotlib's ``imshow(map, cmap=name)``; see
+    :func:`colormap_names`.
+    """
+    return _C.colormap(_map_tensor(map), name, vmin, vmax, symmetric)
+
+
+def overlay(
+    image: ImageLike,
+    heatmap: Union[torch.Tensor, np.ndarray],
+    alpha: float = _D["overlay_alpha"],
+    colormap: str = _D["overlay_colormap"],
+    vmin: Optional[float] = None,
+    vmax: Optional[float] = None,
+) -> torch.Tensor:
+    """Blends a heatmap ``(h, w)`` of any size (resized bilinearly to the image) colored with
+    ``colormap`` over an image: ``(1 - alpha) * image + alpha * color``, ``(H, W, 3)`` uint8.
+    The heatmap is scaled min-max unless ``vmin``/``vmax`` are given."""
+    return _C.overlay(_image_input(image), _map_tensor(heatmap), alpha, colormap, vmin, vmax)
+
+
+def make_grid(
+    images,
+    nrow: int = _D["nrow"],
+    padding: int = _D["padding"],
+    pad_value: float = _D["pad_value"],
+    normalize: bool = False,
+    scale_each: bool = False,
+    colormap: Optional[str] = None,
+) -> torch.Tensor:
+    """Tiles images into one ``(H', W', 3)`` uint8 image, ``nrow`` per row, as
+    ``torchvision.utils.make_grid`` lays them out.
+
+    ``images`` is a batch ``(N, C, H, W)`` float with values in ``[0, 1]`` (C in 1 or 3), a
+    uint8 batch ``(N, H, W, 3)``, or a list of images of one size (``(H, W, 3)`` uint8, PIL,
+    numpy, ``(C, H, W)`` float, ``(H, W)`` float maps). ``normalize`` scales all values
+    min-max to ``[0, 1]``, ``scale_each`` each image by its own range (filters, feature maps:
+    ``make_grid(act[0].unsqueeze(1), normalize=True, scale_each=True, colormap="viridis")``).
+    ``colormap`` colors one-channel images.
+    """
+    if isinstance(images, torch.Tensor):
+        batch = images
+    else:
+        items = list(images)
+        batch = [
+            t if isinstance(t, torch.Tensor) and t.is_floating_point() else as_image_tensor(t) for t in items
+        ]
+    return _C.make_grid(batch, nrow, padding, pad_value, normalize, scale_each, colormap or "")
