@@ -1,7 +1,63 @@
-#include "bindings.hpp"
+// cnnviz._C: FGSM, PGD and layer divergence.
+#include "attribution_util.hpp"
+
+#include "cnnviz/adversarial.hpp"
 
 namespace cnnviz {
 namespace bindings {
-void init_adversarial(py::module_& m) {}
+
+void init_adversarial(py::module_& m) {
+  {
+    py::class_<FgsmOptions> c(m, "FgsmOptions");
+    c.def(py::init<>());
+    CNNVIZ_OPTION(c, FgsmOptions, eps);
+    CNNVIZ_OPTION(c, FgsmOptions, targeted);
+    normalization_options(c);
+  }
+  {
+    py::class_<PgdOptions> c(m, "PgdOptions");
+    c.def(py::init<>());
+    CNNVIZ_OPTION(c, PgdOptions, eps);
+    CNNVIZ_OPTION(c, PgdOptions, step);
+    CNNVIZ_OPTION(c, PgdOptions, steps);
+    CNNVIZ_OPTION(c, PgdOptions, random_start);
+    CNNVIZ_OPTION(c, PgdOptions, targeted);
+    normalization_options(c);
+  }
+  py::class_<AdversarialResult>(m, "AdversarialResult", py::dynamic_attr())
+      .def_readonly("adversarial", &AdversarialResult::adversarial)
+      .def_readonly("perturbation", &AdversarialResult::perturbation)
+      .def_readonly("target", &AdversarialResult::target)
+      .def_readonly("logits_before", &AdversarialResult::logits_before)
+      .def_readonly("logits_after", &AdversarialResult::logits_after)
+      .def_readonly("prediction_before", &AdversarialResult::prediction_before)
+      .def_readonly("prediction_after", &AdversarialResult::prediction_after)
+      .def_readonly("success", &AdversarialResult::success)
+      .def_readonly("stopped_early", &AdversarialResult::stopped_early);
+  m.def("fgsm", [](py::object model, const torch::Tensor& x, py::object target, const FgsmOptions& o) {
+    auto mdl = to_model(model);
+    auto t = to_target(target);
+    py::gil_scoped_release release;
+    return cnnviz::fgsm(mdl, x, t, o);
+  });
+  m.def("pgd", [](py::object model, const torch::Tensor& x, py::object target, PgdOptions o, py::object progress) {
+    auto mdl = to_model(model);
+    auto t = to_target(target);
+    return with_progress(progress, [&](ProgressCallback cb) { return cnnviz::pgd(mdl, x, t, o.progress(cb)); });
+  });
+  m.def("layer_divergence", [](py::object model, const torch::Tensor& clean, const torch::Tensor& adversarial,
+                               const std::vector<std::string>& layers) {
+    auto mdl = to_model(model);
+    std::vector<std::pair<std::string, torch::Tensor>> out;
+    {
+      py::gil_scoped_release release;
+      out = cnnviz::layer_divergence(mdl, clean, adversarial, layers);
+    }
+    py::dict d;
+    for (auto& kv : out) d[py::str(kv.first)] = kv.second;
+    return d;
+  });
+}
+
 }  // namespace bindings
 }  // namespace cnnviz

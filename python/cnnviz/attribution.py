@@ -1,2 +1,251 @@
-"""cnnviz.attribution (to be filled)."""
-__all__: list = []
+"""Attribution: which input pixels a prediction depends on.
+
+Every method takes a model (``torch.nn.Module``, ``torch.jit.ScriptModule`` or a callable
+returning logits; in eval mode), a batch ``x`` of shape (N, C, H, W) and a ``target``: None
+for each sample's predicted class, an int for one class for all samples, or a list/tensor
+of one class per sample. Gradients are taken with respect to the input only; the model's
+parameters get no ``.grad``. Methods that expand the batch (noisy copies, path points,
+masks, windows, perturbed images) run it in chunks of ``batch_size``.
+
+The defaults shown in the signatures come from the C++ Options structs (``cnnviz._C``).
+"""
+from __future__ import annotations
+
+from typing import List, Optional, Sequence, Union
+
+import torch
+
+from . import _C
+from ._progress import Progress, ProgressArg, warn_if_interrupted
+
+__all__ = [
+    "TargetLike", "Attribution", "IntegratedGradientsResult", "CamResult", "CamMap", "OcclusionResult",
+    "LimeResult", "saliency", "smooth_grad", "guided_backprop", "guided_grad_cam", "grad_cam", "grad_cam_pp",
+    "layer_cam", "score_cam", "integrated_gradients", "occlusion", "lime", "slic", "grid_segments",
+]
+
+TargetLike = Union[None, int, Sequence[int], torch.Tensor]
+
+Attribution = _C.Attribution
+IntegratedGradientsResult = _C.IntegratedGradientsResult
+CamResult = _C.CamResult
+CamMap = _C.CamMap
+OcclusionResult = _C.OcclusionResult
+LimeResult = _C.LimeResult
+
+_SALIENCY = _C.SaliencyOptions()
+_SMOOTH = _C.SmoothGradOptions()
+_GUIDED = _C.GuidedBackpropOptions()
+_GUIDED_CAM = _C.GuidedGradCamOptions()
+_CAM = _C.CamOptions()
+_IG = _C.IntegratedGradientsOptions()
+_OCCLUSION = _C.OcclusionOptions()
+_LIME = _C.LimeOptions()
+
+
+def _options(cls, **values):
+    options = cls()
+    for name, value in values.items():
+        setattr(options, name, value)
+    return options
+
+
+def _pair(v: Union[int, Sequence[int]]) -> List[int]:
+    return [int(v)] if isinstance(v, int) else [int(i) for i in v]
+
+
+def saliency(model, x: torch.Tensor, target: TargetLike = None, *, reduction: str = _SALIENCY.reduction,
+             precision: str = _SALIENCY.precision) -> Attribution:
+    """Vanilla gradient saliency (Simonyan et al. 2014).
+
+    Returns an ``Attribution``: ``attribution`` (N, C, H, W) the signed gradient of each
+    sample's target logit with respect to x, ``map`` (N, H, W) its absolute value reduced
+    over channels (``reduction``: "max" or "mean"), ``target`` (N,), ``logits`` (N, K).
+    ``precision="bfloat16"`` runs under CPU autocast (see benchmarks/RESULTS.md).
+    """
+    return _C.saliency(model, x, target, _options(_C.SaliencyOptions, reduction=reduction, precision=precision))
+
+
+def smooth_grad(model, x: torch.Tensor, target: TargetLike = None, *, samples: int = _SMOOTH.samples,
+                noise_level: float = _SMOOTH.noise_level, batch_size: int = _SMOOTH.batch_size,
+                reduction: str = _SMOOTH.reduction, precision: str = _SMOOTH.precision,
+                progress: ProgressArg = False) -> Attribution:
+    """SmoothGrad (Smilkov et al. 2017): the gradient averaged over ``samples`` noisy copies
+    of each image, the noise's standard deviation being ``noise_level * (max - min)`` of
+    that image. ``attribution`` (N, C, H, W) is the mean gradient, ``map`` (N, H, W) its
+    absolute value reduced over channels. Targets are resolved on the clean images."""
+    o = _options(_C.SmoothGradOptions, samples=samples, noise_level=noise_level, batch_size=batch_size,
+                 reduction=reduction, precision=precision)
+    with Progress(progress, x.shape[0] * samples if x.dim() == 4 else 0, "smooth_grad") as p:
+        r = _C.smooth_grad(model, x, target, o, p.callback())
+    warn_if_interrupted(r, "smooth_grad")
+    return r
+
+
+def guided_backprop(model, x: torch.Tensor, target: TargetLike = None, *, reduction: str = _GUIDED.reduction,
+                    precision: str = _GUIDED.precision) -> Attribution:
+    """Guided backprop (Springenberg et al. 2015): the input gradient with every ReLU
+    (``nn.ReLU``, in-place, ``F.relu``, ReLU6) passing back only positive gradients through
+    active units. Returns an ``Attribution`` like ``saliency``."""
+    return _C.guided_backprop(model, x, target,
+                              _options(_C.GuidedBackpropOptions, reduction=reduction, precision=precision))
+
+
+def guided_grad_cam(model, x: torch.Tensor, layer: str, target: TargetLike = None, *,
+                    reduction: str = _GUIDED_CAM.reduction, precision: str = _GUIDED_CAM.precision) -> Attribution:
+    """Guided Grad-CAM (Selvaraju et al. 2017): guided backprop (N, C, H, W) times the
+    Grad-CAM of ``layer`` upsampled to the input. Returns an ``Attribution``."""
+    return _C.guided_grad_cam(model, x, layer, target,
+                              _options(_C.GuidedGradCamOptions, reduction=reduction, precision=precision))
+
+
+def _cam(method: str, model, x, layer, target, targets, relu, batch_size, precision, progress) -> CamResult:
+    layers = [layer] if isinstance(layer, str) else list(layer)
+    if targets is not None and target is not None:
+        raise ValueError("cnnviz: pass either target or targets, not both")
+    ts = [target] if targets is None else list(targets)
+    o = _options(_C.CamOptions, relu=relu, batch_size=batch_size, precision=precision)
+    with Progress(progress if method == "score_cam" else False, None, method) as p:
+        r = _C.cam(model, x, layers, ts, method, o, p.callback())
+    warn_if_interrupted(r, method)
+    return r
+
+
+_CAM_DOC = """
+
+    ``layer`` is a qualified module name with a spatial output (N, C, h, w) (``"features.18"``,
+    ``"layer4"``), or a list of them. ``targets`` (a list of target specifications) computes
+    several targets from the same forward pass instead of one ``target``.
+
+    Returns a ``CamResult``: ``maps`` holds one ``CamMap`` per layer and target (layer-major)
+    with ``map`` (N, h, w) at the layer's resolution and ``upsampled`` (N, H, W) bilinear to
+    the input; ``result.map`` / ``result.upsampled`` / ``result.target`` are those of the
+    first; ``result.at(layer, k)`` picks one. ``relu=False`` keeps negative evidence.
+    """
+
+
+def grad_cam(model, x: torch.Tensor, layer: Union[str, Sequence[str]], target: TargetLike = None, *,
+             targets: Optional[Sequence[TargetLike]] = None, relu: bool = _CAM.relu,
+             precision: str = _CAM.precision) -> CamResult:
+    return _cam("grad_cam", model, x, layer, target, targets, relu, _CAM.batch_size, precision, False)
+
+
+def grad_cam_pp(model, x: torch.Tensor, layer: Union[str, Sequence[str]], target: TargetLike = None, *,
+                targets: Optional[Sequence[TargetLike]] = None, relu: bool = _CAM.relu,
+                precision: str = _CAM.precision) -> CamResult:
+    return _cam("grad_cam_pp", model, x, layer, target, targets, relu, _CAM.batch_size, precision, False)
+
+
+def layer_cam(model, x: torch.Tensor, layer: Union[str, Sequence[str]], target: TargetLike = None, *,
+              targets: Optional[Sequence[TargetLike]] = None, relu: bool = _CAM.relu,
+              precision: str = _CAM.precision) -> CamResult:
+    return _cam("layer_cam", model, x, layer, target, targets, relu, _CAM.batch_size, precision, False)
+
+
+def score_cam(model, x: torch.Tensor, layer: Union[str, Sequence[str]], target: TargetLike = None, *,
+              targets: Optional[Sequence[TargetLike]] = None, relu: bool = _CAM.relu,
+              batch_size: int = _CAM.batch_size, precision: str = _CAM.precision,
+              progress: ProgressArg = False) -> CamResult:
+    return _cam("score_cam", model, x, layer, target, targets, relu, batch_size, precision, progress)
+
+
+grad_cam.__doc__ = """Grad-CAM (Selvaraju et al. 2017): ReLU(sum_k w_k A_k) with w_k the
+    spatial mean of the target logit's gradient with respect to channel k.""" + _CAM_DOC
+grad_cam_pp.__doc__ = """Grad-CAM++ (Chattopadhyay et al. 2018), closed form: w_k = sum_ij
+    alpha_ij ReLU(g_ij) with alpha = g^2 / (2 g^2 + sum_ab A_ab g^3).""" + _CAM_DOC
+layer_cam.__doc__ = """LayerCAM (Jiang et al. 2021): ReLU(sum_k ReLU(g_k) * A_k) with
+    element-wise weights; informative at shallow layers too.""" + _CAM_DOC
+score_cam.__doc__ = """Score-CAM (Wang et al. 2020): ReLU(sum_k s_k A_k) with s_k the
+    target's softmax probability for x masked by channel k (upsampled, scaled to [0, 1]).
+    Runs N * C masked forwards, ``batch_size`` at a time; no gradients.""" + _CAM_DOC
+
+
+def integrated_gradients(model, x: torch.Tensor, target: TargetLike = None, *,
+                         baseline: Union[str, torch.Tensor] = _IG.baseline, steps: int = _IG.steps,
+                         method: str = _IG.method, batch_size: int = _IG.batch_size,
+                         blur_sigma: float = _IG.blur_sigma, mean: Sequence[float] = tuple(_IG.mean),
+                         std: Sequence[float] = tuple(_IG.std), reduction: str = _IG.reduction,
+                         precision: str = _IG.precision, progress: ProgressArg = False) -> IntegratedGradientsResult:
+    """Integrated gradients (Sundararajan et al. 2017): ``(x - baseline)`` times the mean
+    gradient along the straight path from the baseline to x.
+
+    ``baseline``: "zeros" (zeros in normalized space), "black" (pixels 0, normalized with
+    ``mean``/``std``), "blur" (x blurred with a Gaussian of ``blur_sigma`` pixels), "uniform"
+    (uniform pixel noise, normalized), or a tensor (C, H, W), (1, C, H, W) or (N, C, H, W).
+    ``method``: "riemann_trapezoid" (``steps`` >= 2 equally spaced points, endpoints
+    included) or "gauss_legendre". Returns an ``IntegratedGradientsResult`` with
+    ``attribution`` (N, C, H, W), ``map`` (N, H, W), ``baseline``, ``score`` f(x),
+    ``baseline_score`` f(baseline) and ``delta`` (N,) = sum(attribution) - (f(x) - f(baseline)),
+    which completeness says should be near 0.
+    """
+    custom = None
+    if isinstance(baseline, torch.Tensor):
+        custom, baseline = baseline, "custom"
+    o = _options(_C.IntegratedGradientsOptions, steps=steps, method=method, baseline=baseline,
+                 custom_baseline=custom, blur_sigma=blur_sigma, batch_size=batch_size, mean=list(mean),
+                 std=list(std), reduction=reduction, precision=precision)
+    with Progress(progress, x.shape[0] * steps if x.dim() == 4 else 0, "integrated_gradients") as p:
+        r = _C.integrated_gradients(model, x, target, o, p.callback())
+    warn_if_interrupted(r, "integrated_gradients")
+    return r
+
+
+def occlusion(model, x: torch.Tensor, target: TargetLike = None, *,
+              window: Union[int, Sequence[int]] = tuple(_OCCLUSION.window),
+              stride: Union[int, Sequence[int]] = tuple(_OCCLUSION.stride), baseline: float = _OCCLUSION.baseline,
+              score: str = _OCCLUSION.score, batch_size: int = _OCCLUSION.batch_size,
+              precision: str = _OCCLUSION.precision, progress: ProgressArg = False) -> OcclusionResult:
+    """Occlusion sensitivity (Zeiler & Fergus 2014): each ``window`` (all channels) at
+    positions 0, stride, 2 stride, ... is set to ``baseline`` (in normalized space: 0 is the
+    mean color) and the drop of the target's ``score`` ("logit" or "probability") recorded.
+
+    Returns an ``OcclusionResult``: ``scores`` (N, nh, nw) the drop per window position,
+    ``map`` (N, H, W) the mean drop of the windows covering each pixel, ``target``, ``logits``.
+    """
+    o = _options(_C.OcclusionOptions, window=_pair(window), stride=_pair(stride), baseline=baseline,
+                 score=score, batch_size=batch_size, precision=precision)
+    with Progress(progress, None, "occlusion") as p:
+        r = _C.occlusion(model, x, target, o, p.callback())
+    warn_if_interrupted(r, "occlusion")
+    return r
+
+
+def lime(model, x: torch.Tensor, target: TargetLike = None, *, segmentation: str = _LIME.segmentation,
+         segments: int = _LIME.segments, compactness: float = _LIME.compactness,
+         slic_iterations: int = _LIME.slic_iterations, custom_segments: Optional[torch.Tensor] = None,
+         samples: int = _LIME.samples, keep_probability: float = _LIME.keep_probability,
+         kernel_width: float = _LIME.kernel_width, ridge: float = _LIME.ridge, baseline: float = _LIME.baseline,
+         score: str = _LIME.score, mean: Sequence[float] = tuple(_LIME.mean), std: Sequence[float] = tuple(_LIME.std),
+         batch_size: int = _LIME.batch_size, precision: str = _LIME.precision,
+         progress: ProgressArg = False) -> LimeResult:
+    """LIME (Ribeiro et al. 2016) for images: ``samples`` random on/off patterns of each
+    image's segments (off segments set to ``baseline``; the first pattern keeps all), the
+    target's ``score`` for each, and a ridge regression (penalty ``ridge``) weighted by
+    LIME's kernel sqrt(exp(-d^2 / kernel_width^2)) of the cosine distance d to all-on.
+
+    Segments: ``segmentation="slic"`` (superpixels computed in C++ on the image
+    denormalized with ``mean``/``std``), ``"grid"``, or ``custom_segments`` (H, W) or (N, H, W).
+    Returns a ``LimeResult``: ``segments`` (N, H, W), ``weights`` (a list of (S_n,) tensors),
+    ``intercept``, ``r2`` (N,), ``map`` (N, H, W) each pixel's segment weight.
+    """
+    o = _options(_C.LimeOptions, segmentation=segmentation, segments=segments, compactness=compactness,
+                 slic_iterations=slic_iterations, custom_segments=custom_segments, samples=samples,
+                 keep_probability=keep_probability, kernel_width=kernel_width, ridge=ridge, baseline=baseline,
+                 score=score, mean=list(mean), std=list(std), batch_size=batch_size, precision=precision)
+    with Progress(progress, x.shape[0] * samples if x.dim() == 4 else 0, "lime") as p:
+        r = _C.lime(model, x, target, o, p.callback())
+    warn_if_interrupted(r, "lime")
+    return r
+
+
+def slic(image: torch.Tensor, segments: int = _LIME.segments, compactness: float = _LIME.compactness,
+         iterations: int = _LIME.slic_iterations) -> torch.Tensor:
+    """SLIC superpixels (Achanta et al. 2012) of an RGB image (3, H, W) with values in [0, 1]
+    -> (H, W) int64 labels 0..S-1, each one connected region."""
+    return _C.slic(image, _options(_C.LimeOptions, segments=segments, compactness=compactness,
+                                   slic_iterations=iterations))
+
+
+def grid_segments(height: int, width: int, segments: int = _LIME.segments) -> torch.Tensor:
+    """A regular grid of about ``segments`` cells -> (height, width) int64 labels."""
+    return _C.grid_segments(height, width, segments)

@@ -1,0 +1,170 @@
+#pragma once
+// Adversarial examples: FGSM (Goodfellow et al. 2015) and PGD (Madry et al. 2018) under an
+// L-infinity budget in pixel units, respecting the input normalization and the [0, 1]
+// pixel range; and how much each layer's activations move under an attack.
+
+#include <torch/torch.h>
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "cnnviz/attribution_common.hpp"
+
+namespace cnnviz {
+
+struct FgsmOptions {
+  /// L-infinity budget in pixel units (pixels in [0, 1]).
+  TORCH_ARG(double, eps) = 2.0 / 255;
+  /// True: move toward the target class; false: away from it.
+  TORCH_ARG(bool, targeted) = false;
+  /// How inputs were normalized from pixels.
+  TORCH_ARG(Normalization, normalization) = Normalization();
+};
+
+struct PgdOptions {
+  /// L-infinity budget in pixel units (pixels in [0, 1]).
+  TORCH_ARG(double, eps) = 2.0 / 255;
+  /// Step in pixel units.
+  TORCH_ARG(double, step) = 0.5 / 255;
+  TORCH_ARG(int64_t, steps) = 10;
+  /// Start from a uniform random point of the eps-ball.
+  TORCH_ARG(bool, random_start) = true;
+  TORCH_ARG(bool, targeted) = false;
+  TORCH_ARG(Normalization, normalization) = Normalization();
+  /// Called after each step with the loss; returning false stops (the result is the
+  /// current iterate).
+  TORCH_ARG(ProgressCallback, progress) = nullptr;
+};
+
+struct AdversarialResult {
+  torch::Tensor adversarial;        ///< (N, C, H, W), normalized like x
+  torch::Tensor perturbation;       ///< (N, C, H, W) in pixel units, within [-eps, eps]
+  torch::Tensor target;             ///< (N,): the class attacked (moved away from, or toward if targeted)
+  torch::Tensor logits_before;      ///< (N, K) for x
+  torch::Tensor logits_after;       ///< (N, K) for the adversarial images
+  torch::Tensor prediction_before;  ///< (N,) int64
+  torch::Tensor prediction_after;   ///< (N,) int64
+  torch::Tensor success;            ///< (N,) bool: prediction changed away from / to the target
+  bool stopped_early = false;
+};
+
+namespace detail {
+
+inline void check_attack(const torch::Tensor& x, double eps, bool targeted, const Target& target) {
+  check_image_batch(x);
+  TORCH_CHECK_VALUE(eps >= 0, "cnnviz: eps must be non-negative, got ", eps);
+  TORCH_CHECK_VALUE(!targeted || !target.is_predicted(),
+                    "cnnviz: a targeted attack needs a target class (the predicted class is already reached)");
+}
+
+/// One forward and backward at x: the logits, the resolved target, the mean cross-entropy
+/// and the sign of its gradient with respect to x. The gradient in pixels is this one
+/// divided by the (positive) std, so the signs agree.
+struct LossGradient {
+  torch::Tensor sign, logits, target;
+  double loss = 0;
+};
+
+inline LossGradient loss_gradient(const AnyModel& model, const torch::Tensor& x, const Target& target) {
+  auto xi = x.detach().requires_grad_(true);
+  auto out = checked_logits(model.capture(xi, CaptureRequest()).output, x.size(0));
+  LossGradient r;
+  r.target = target.resolve(out);
+  auto loss = torch::nn::functional::cross_entropy(
+      out, r.target, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum));
+  r.sign = torch::autograd::grad({loss}, {xi})[0].sign();
+  r.logits = out.detach().to(x.scalar_type());
+  r.loss = loss.item<double>() / x.size(0);
+  return r;
+}
+
+inline AdversarialResult finish_attack(const AnyModel& model, const torch::Tensor& x, const torch::Tensor& pixels,
+                                       const torch::Tensor& adv_pixels, const torch::Tensor& mean,
+                                       const torch::Tensor& std, bool targeted, AdversarialResult r) {
+  r.adversarial = (adv_pixels - mean) / std;
+  r.perturbation = adv_pixels - pixels;
+  r.logits_after = logits_of(model, r.adversarial);
+  r.prediction_before = r.logits_before.argmax(1);
+  r.prediction_after = r.logits_after.argmax(1);
+  r.success = targeted ? r.prediction_after.eq(r.target) : r.prediction_after.ne(r.target);
+  return r;
+}
+
+}  // namespace detail
+
+/// Fast gradient sign method: one step of eps * sign(gradient of the cross-entropy) in
+/// pixel space, away from the target (untargeted; default: the predicted class) or toward
+/// it (targeted), clamped to [0, 1]. x (N, C, H, W) normalized as `normalization` says.
+inline AdversarialResult fgsm(const AnyModel& model, const torch::Tensor& x, const Target& target = {},
+                              const FgsmOptions& options = {}) {
+  detail::check_attack(x, options.eps(), options.targeted(), target);
+  FreezeParameters frozen(model);
+  auto [mean, std] = detail::normalization_stats(options.normalization(), x, "fgsm");
+  auto g = detail::loss_gradient(model, x, target);
+  AdversarialResult r;
+  r.logits_before = g.logits;
+  r.target = g.target;
+  auto sign = g.sign;
+  auto pixels = x.detach() * std + mean;
+  auto adv = (pixels + (options.targeted() ? -options.eps() : options.eps()) * sign).clamp(0, 1);
+  return detail::finish_attack(model, x, pixels, adv, mean, std, options.targeted(), std::move(r));
+}
+
+/// Projected gradient descent: `steps` signed steps of size `step` in pixel space, each
+/// projected back onto the eps-ball around x and onto [0, 1]; optionally from a random
+/// start. x (N, C, H, W) normalized as `normalization` says.
+inline AdversarialResult pgd(const AnyModel& model, const torch::Tensor& x, const Target& target = {},
+                             const PgdOptions& options = {}) {
+  detail::check_attack(x, options.eps(), options.targeted(), target);
+  TORCH_CHECK_VALUE(options.step() >= 0, "cnnviz: step must be non-negative, got ", options.step());
+  TORCH_CHECK_VALUE(options.steps() >= 1, "cnnviz: steps must be positive, got ", options.steps());
+  FreezeParameters frozen(model);
+  auto [mean, std] = detail::normalization_stats(options.normalization(), x, "pgd");
+  AdversarialResult r;
+  r.logits_before = detail::logits_of(model, x);
+  r.target = target.resolve(r.logits_before);
+  auto pixels = x.detach() * std + mean;
+  auto lo = (pixels - options.eps()).clamp_min(0), hi = (pixels + options.eps()).clamp_max(1);
+  auto adv = pixels.clone();
+  if (options.random_start())
+    adv = torch::max(torch::min(pixels + torch::empty_like(pixels).uniform_(-options.eps(), options.eps()), hi), lo);
+  const double step = options.targeted() ? -options.step() : options.step();
+  for (int64_t i = 0; i < options.steps(); ++i) {
+    auto g = detail::loss_gradient(model, (adv - mean) / std, Target(r.target));
+    adv = torch::max(torch::min(adv + step * g.sign, hi), lo);
+    if (!detail::report(options.progress(), i + 1, options.steps(), g.loss)) {
+      r.stopped_early = i + 1 < options.steps();
+      break;
+    }
+  }
+  return detail::finish_attack(model, x, pixels, adv, mean, std, options.targeted(), std::move(r));
+}
+
+/// How far an attack moves each layer: ||A(adversarial) - A(clean)|| / ||A(clean)|| per
+/// sample, for each layer (in request order) -> (N,). clean and adversarial (N, C, H, W).
+inline std::vector<std::pair<std::string, torch::Tensor>> layer_divergence(const AnyModel& model,
+                                                                           const torch::Tensor& clean,
+                                                                           const torch::Tensor& adversarial,
+                                                                           const std::vector<std::string>& layers) {
+  check_image_batch(clean, "clean");
+  check_image_batch(adversarial, "adversarial");
+  TORCH_CHECK_VALUE(clean.sizes() == adversarial.sizes(), "cnnviz: clean ", clean.sizes(),
+                    " and adversarial ", adversarial.sizes(), " batches differ in shape");
+  TORCH_CHECK_VALUE(!layers.empty(), "cnnviz: layer_divergence needs at least one layer");
+  torch::NoGradGuard no_grad;
+  const int64_t n = clean.size(0);
+  CaptureRequest request;
+  request.layers = layers;
+  request.need_output = false;
+  auto cap = model.capture(torch::cat({clean, adversarial}), request);
+  std::vector<std::pair<std::string, torch::Tensor>> out;
+  for (auto& kv : cap.activations) {
+    auto a = kv.second.to(torch::kDouble).reshape({2 * n, -1});
+    auto c = a.slice(0, 0, n), d = a.slice(0, n);
+    out.emplace_back(kv.first, ((d - c).norm(2, 1) / c.norm(2, 1).clamp_min(1e-30)).to(clean.scalar_type()));
+  }
+  return out;
+}
+
+}  // namespace cnnviz

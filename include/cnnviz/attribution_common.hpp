@@ -1,0 +1,222 @@
+#pragma once
+// What the attribution methods share: the target classes, the input normalization, the
+// result of a gradient method, batched loops and reduced-precision runs.
+
+#include <ATen/autocast_mode.h>
+#include <torch/torch.h>
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "cnnviz/detail/normalization.hpp"
+#include "cnnviz/image.hpp"
+#include "cnnviz/model.hpp"
+#include "cnnviz/progress.hpp"
+
+namespace cnnviz {
+
+/// The class whose score a method explains (or an attack moves away from / toward):
+/// the predicted class of each sample (default), one class for all samples, or one class
+/// per sample.
+class Target {
+ public:
+  /// The predicted class (argmax of the logits) of each sample.
+  Target() = default;
+  /// One class for every sample.
+  template <class I, std::enable_if_t<std::is_integral_v<I> && !std::is_same_v<I, bool>, int> = 0>
+  Target(I c) : kind_(Kind::all), all_(static_cast<int64_t>(c)) {}  // NOLINT: implicit by design
+  /// One class per sample.
+  Target(std::vector<int64_t> per_sample)  // NOLINT: implicit by design
+      : kind_(Kind::per_sample), per_sample_(torch::tensor(per_sample, torch::kLong)) {}
+  /// An integer tensor: a scalar (one class for all) or (N,) (one per sample); undefined
+  /// means the predicted class.
+  Target(const torch::Tensor& t) {  // NOLINT: implicit by design
+    if (!t.defined()) return;
+    TORCH_CHECK_VALUE(!t.is_floating_point() && !t.is_complex() && t.scalar_type() != torch::kBool,
+                      "cnnviz: a target tensor must hold integers, got ", t.scalar_type());
+    TORCH_CHECK_VALUE(t.dim() <= 1, "cnnviz: a target tensor must be a scalar or (N,), got shape ",
+                      t.sizes());
+    if (t.dim() == 0) {
+      kind_ = Kind::all;
+      all_ = t.item<int64_t>();
+    } else {
+      kind_ = Kind::per_sample;
+      per_sample_ = t.detach().to(torch::kCPU, torch::kLong);
+    }
+  }
+
+  bool is_predicted() const { return kind_ == Kind::predicted; }
+
+  /// The classes as an (N,) int64 tensor on the logits' device, checked against the
+  /// logits (N, K): one per sample, each in [0, K).
+  torch::Tensor resolve(const torch::Tensor& logits) const {
+    TORCH_CHECK_VALUE(logits.dim() == 2, "cnnviz: the model must return logits of shape (N, K), got ",
+                      logits.sizes());
+    const int64_t n = logits.size(0), k = logits.size(1);
+    torch::Tensor t;
+    switch (kind_) {
+      case Kind::predicted:
+        return logits.detach().argmax(1);
+      case Kind::all:
+        check_range(all_, k);
+        return torch::full({n}, all_, logits.options().dtype(torch::kLong));
+      case Kind::per_sample:
+        TORCH_CHECK_VALUE(per_sample_.numel() == n, "cnnviz: ", per_sample_.numel(),
+                          " targets for a batch of ", n, " samples");
+        if (n > 0) {
+          check_range(per_sample_.min().item<int64_t>(), k);
+          check_range(per_sample_.max().item<int64_t>(), k);
+        }
+        return per_sample_.to(logits.device());
+    }
+    return t;
+  }
+
+ private:
+  static void check_range(int64_t c, int64_t k) {
+    TORCH_CHECK_INDEX(c >= 0 && c < k, "cnnviz: target class ", c, " is out of range for a model with ",
+                      k, " classes");
+  }
+  enum class Kind { predicted, all, per_sample } kind_ = Kind::predicted;
+  int64_t all_ = 0;
+  torch::Tensor per_sample_;
+};
+
+/// How model inputs were normalized from pixels in [0, 1]: x = (pixel - mean) / std per
+/// channel. Methods that reason in pixels (black or noise baselines, superpixels, attack
+/// budgets) use it; ImageNet statistics by default.
+struct Normalization {
+  TORCH_ARG(std::vector<double>, mean) = kImageNetMean;
+  TORCH_ARG(std::vector<double>, std) = kImageNetStd;
+};
+
+/// How a (N, C, H, W) attribution becomes an (N, H, W) map: the maximum or the mean of
+/// its absolute value over channels.
+enum class ChannelReduction { max, mean };
+
+/// Which score of the target class a perturbation method compares.
+enum class Score { logit, probability };
+
+/// The arithmetic of the model's forward and backward passes. bfloat16 runs them under
+/// CPU autocast (faster on CPUs with AVX-512 BF16; see benchmarks/RESULTS.md for the
+/// fidelity measured per method).
+enum class Precision { float32, bfloat16 };
+
+/// What a gradient method returns.
+struct Attribution {
+  torch::Tensor attribution;  ///< (N, C, H, W), signed, like x
+  torch::Tensor map;          ///< (N, H, W): |attribution| reduced over channels
+  torch::Tensor target;       ///< (N,) int64: the class explained for each sample
+  torch::Tensor logits;       ///< (N, K): the model's output for x
+  bool stopped_early = false;  ///< the progress callback stopped the loop (partial result)
+};
+
+namespace detail {
+
+/// |a| reduced over channels: (N, C, H, W) -> (N, H, W).
+inline torch::Tensor reduce_channels(const torch::Tensor& a, ChannelReduction r) {
+  auto m = a.abs();
+  return r == ChannelReduction::max ? std::get<0>(m.max(1)) : m.mean(1);
+}
+
+/// mean and std of a normalization as (1, C, 1, 1) tensors like x (`fn` names the caller
+/// in errors).
+inline std::pair<torch::Tensor, torch::Tensor> normalization_stats(const Normalization& n, const torch::Tensor& x,
+                                                                   const char* fn) {
+  return normalization(n.mean(), n.std(), x.size(1), x.options(), fn);
+}
+
+/// The score of each sample's target class, summed: the samples are independent (models in
+/// eval mode), so its gradient holds every sample's own gradient.
+inline torch::Tensor target_score(const torch::Tensor& logits, const torch::Tensor& target) {
+  return logits.gather(1, target.view({-1, 1})).sum();
+}
+
+/// Logits checked against the batch: (N, K) with N = the batch size.
+inline const torch::Tensor& checked_logits(const torch::Tensor& logits, int64_t n) {
+  TORCH_CHECK_VALUE(logits.defined() && logits.dim() == 2 && logits.size(0) == n,
+                    "cnnviz: the model must return logits of shape (N, K) for a batch of ", n,
+                    " samples, got ", logits.defined() ? logits.sizes() : torch::IntArrayRef{});
+  return logits;
+}
+
+/// Checks a batch size option.
+inline void check_batch_size(int64_t batch_size) {
+  TORCH_CHECK_VALUE(batch_size >= 1, "cnnviz: batch_size must be at least 1, got ", batch_size);
+}
+
+/// Runs `fn(begin, end)` over [0, total) in chunks of at most `batch_size`, reporting
+/// progress after each chunk with the value `fn` returns. Returns false when the callback
+/// stopped the loop.
+inline bool for_each_batch(int64_t total, int64_t batch_size, const ProgressCallback& progress,
+                           const std::function<double(int64_t, int64_t)>& fn) {
+  check_batch_size(batch_size);
+  for (int64_t begin = 0; begin < total; begin += batch_size) {
+    const int64_t end = std::min(total, begin + batch_size);
+    double value = fn(begin, end);
+    if (!report(progress, end, total, value)) return end == total;
+  }
+  return true;
+}
+
+/// CPU autocast to bfloat16 for its lifetime when asked (otherwise nothing); restores the
+/// previous state.
+class PrecisionGuard {
+ public:
+  explicit PrecisionGuard(Precision p) : active_(p == Precision::bfloat16) {
+    if (!active_) return;
+    was_enabled_ = at::autocast::is_cpu_enabled();
+    old_dtype_ = at::autocast::get_autocast_cpu_dtype();
+    at::autocast::set_cpu_enabled(true);
+    at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
+    at::autocast::increment_nesting();
+  }
+  ~PrecisionGuard() {
+    if (!active_) return;
+    if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+    at::autocast::set_cpu_enabled(was_enabled_);
+    at::autocast::set_autocast_cpu_dtype(old_dtype_);
+  }
+  PrecisionGuard(const PrecisionGuard&) = delete;
+  PrecisionGuard& operator=(const PrecisionGuard&) = delete;
+
+ private:
+  bool active_;
+  bool was_enabled_ = false;
+  at::ScalarType old_dtype_ = at::kBFloat16;
+};
+
+/// One forward with gradients: the logits of x and the gradient of the target scores with
+/// respect to x. `pick` turns the logits into the (N,) targets.
+struct InputGradient {
+  torch::Tensor logits;
+  torch::Tensor target;
+  torch::Tensor grad;
+};
+
+inline InputGradient input_gradient(const AnyModel& model, const torch::Tensor& x,
+                                    const std::function<torch::Tensor(const torch::Tensor&)>& pick,
+                                    ReluMode relu = ReluMode::normal) {
+  auto xi = x.detach().requires_grad_(true);
+  CaptureRequest request;
+  request.relu = relu;
+  auto logits = checked_logits(model.capture(xi, request).output, x.size(0));
+  InputGradient r;
+  r.target = pick(logits);
+  r.grad = torch::autograd::grad({target_score(logits, r.target)}, {xi})[0].to(x.scalar_type());
+  r.logits = logits.detach().to(x.scalar_type());
+  return r;
+}
+
+/// Logits of x without autograd.
+inline torch::Tensor logits_of(const AnyModel& model, const torch::Tensor& x) {
+  torch::NoGradGuard no_grad;
+  return checked_logits(model.forward(x), x.size(0)).to(x.scalar_type());
+}
+
+}  // namespace detail
+}  // namespace cnnviz
