@@ -18,7 +18,8 @@ $(PY): | deps
 venv: deps $(PY)
 
 build: venv
-	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release -DCNNVIZ_PYTHON_EXECUTABLE=/usr/bin/python3
+	# The same interpreter setup.py passes, so `make install` after `make build` only links.
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release -DCNNVIZ_PYTHON_EXECUTABLE=$(abspath $(PY)) -DPython3_EXECUTABLE=$(abspath $(PY))
 	cmake --build $(BUILD) -j $(JOBS)
 
 install: build

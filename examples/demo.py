@@ -2,8 +2,9 @@
 
 Prints the top-5 classes and the model summary, and writes pictures under --out:
 the preprocessed input, first-layer filters, feature maps and filter responses, a
-class-activation overlay, then (where those modules are present) feature inversions,
-activation maximization, deep dream and the attribution panels.
+class-activation overlay, then feature inversions, activation maximization, deep dream
+(demo_optimization.py), the attribution panels and an adversarial example
+(demo_attribution.py).
 
 Usage: python examples/demo.py [--out out] [--image PATH] [--quick]
 """
@@ -82,11 +83,16 @@ def main():
 
     basics(model, x, shown, args.out)
     if not args.quick:
-        for module, call in (("demo_optimization", lambda m: m.run(model, x, args.out)),
-                             ("demo_attribution", lambda m: m.run(model, x, "imagenet", args.out))):
-            if os.path.exists(os.path.join(HERE, module + ".py")):
-                print(f"\n{module}:")
-                call(__import__(module))
+        import demo_attribution
+        import demo_optimization
+
+        print("\nOptimization (inversion, maximization, deep dream):")
+        demo_optimization.run(model, x, args.out)
+        # One attribution panel per photo: the cat and two more photos of the sample data.
+        photos = [x] + [cnnviz.preprocess(cnnviz.load_image(os.path.join(cnnviz.data_dir(), "images", name)),
+                                          size=224, resize=256) for name in ("dog.jpg", "macaws.png")]
+        print("\nAttribution and adversarial examples:")
+        demo_attribution.run(model, torch.cat(photos), "imagenet", args.out)
     print(f"\ndone in {time.perf_counter() - t0:.0f} s; pictures in {os.path.abspath(args.out)}/")
 
 

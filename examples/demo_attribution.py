@@ -70,7 +70,7 @@ def attribution_panels(model, x, names, out_dir, layer):
     for i in range(x.shape[0]):
         image = cnnviz.deprocess(x[i])
         tiles = [("input", image)] + [(k, cnnviz.overlay(image, m[i], alpha=0.5)) for k, m in maps.items()]
-        _panel(tiles, os.path.join(out_dir, f"10_attribution_{i}.png"),
+        _panel(tiles, os.path.join(out_dir, f"09_attribution_{i}.png"),
                f"why '{_name(names, int(target[i]))}'? ({time.perf_counter() - t0:.0f} s for all maps)")
 
 
@@ -90,7 +90,7 @@ def adversarial_panel(model, x, names, out_dir, layer):
         ("saliency after", cnnviz.overlay(shown, after, alpha=0.6, colormap="hot")),
         ("|saliency change|", cnnviz.colormap((after - before).abs(), "viridis")),
     ]
-    _panel(tiles, os.path.join(out_dir, "11_fgsm.png"), "an adversarial example and what it does to the saliency")
+    _panel(tiles, os.path.join(out_dir, "10_fgsm.png"), "an adversarial example and what it does to the saliency")
 
     # Which layers move most: the blocks of the convolutional trunk (or the model's children).
     blocks = [f"{layer}.{n}" for n, _ in model.get_submodule(layer).named_children()]
@@ -104,7 +104,7 @@ def adversarial_panel(model, x, names, out_dir, layer):
     ax.set_ylabel("||A(adv) - A(x)|| / ||A(x)||")
     ax.set_title("how far FGSM (2/255) moves each layer")
     fig.tight_layout()
-    path = os.path.join(out_dir, "12_layer_divergence.png")
+    path = os.path.join(out_dir, "11_layer_divergence.png")
     fig.savefig(path, dpi=90)
     plt.close(fig)
     print(f"  wrote {path}")

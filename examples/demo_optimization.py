@@ -1,11 +1,11 @@
 """Optimization-based pictures (notebook sections 8-9, challenges 2-3, the deep-dream bonus).
 
 ``run(model, image_tensor, out_dir)`` writes
-  * ``10_inversions.png``: the photo and its reconstructions from 5 depths, side by side,
+  * ``06_inversions.png``: the photo and its reconstructions from 5 depths, side by side,
     with pixel MSE and SSIM against the photo printed (information lost with depth);
-  * ``11_maximize_<layer>.png``: images that maximize the 4 filters the photo excites most,
+  * ``07_maximize_<layer>.png``: images that maximize the 4 filters the photo excites most,
     for an early and a late layer;
-  * ``12_deep_dream.png``: the photo dreamed at a middle layer.
+  * ``08_deep_dream.png``: the photo dreamed at a middle layer.
 The image is worked at 128 px (deep dream at 160) to keep the run near a minute on 2 cores.
 
 Standalone: python examples/demo_optimization.py [--out out] [--image PATH]
@@ -56,7 +56,7 @@ def run(model, image_tensor, out_dir, size=128, progress=False):
         mse = (r.image - x).pow(2).mean().item()
         print(f"  invert {layer:14s} loss {r.final_loss:.3f}  pixel MSE {mse:.3f}  "
               f"SSIM {cnnviz.ssim(image, photo).item():.3f}")
-    save(cnnviz.make_grid(tiles, nrow=len(tiles), padding=2), out_dir, "10_inversions.png")
+    save(cnnviz.make_grid(tiles, nrow=len(tiles), padding=2), out_dir, "06_inversions.png")
     print(f"  inversions: {time.perf_counter() - t0:.0f} s")
 
     # Activation maximization of the photo's most active filters (challenge 2).
@@ -68,7 +68,7 @@ def run(model, image_tensor, out_dir, size=128, progress=False):
                                 padding=2)
         print(f"  maximize {layer}: channels {top.channels}, objective "
               f"{[round(v, 2) for v in r.initial_objective.tolist()]} -> {[round(v, 2) for v in r.objective.tolist()]}")
-        save(grid, out_dir, f"11_maximize_{layer}.png")
+        save(grid, out_dir, f"07_maximize_{layer}.png")
     print(f"  maximization: {time.perf_counter() - t0:.0f} s")
 
     # Deep dream (bonus).
@@ -76,7 +76,7 @@ def run(model, image_tensor, out_dir, size=128, progress=False):
     big = F.interpolate(image_tensor[:1], size=(160, 160), mode="bilinear", align_corners=False, antialias=True)
     dream = cnnviz.deep_dream(model, big, layers[2], iterations=8, octaves=3, progress=progress)
     save(cnnviz.make_grid([cnnviz.deprocess(big), cnnviz.deprocess(dream.image)], nrow=2, padding=2), out_dir,
-         "12_deep_dream.png")
+         "08_deep_dream.png")
     print(f"  deep dream ({layers[2]}): {time.perf_counter() - t0:.0f} s")
 
 
