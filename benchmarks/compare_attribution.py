@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 
 import torch
 import torchvision
@@ -26,17 +25,7 @@ from scipy.stats import spearmanr
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import cnnviz  # noqa: E402
 import reference_attribution as ref  # noqa: E402
-
-
-def best_time(fn, repeat, warmup=1):
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
+from _timing import best_time  # noqa: E402
 
 
 def methods(layer, score_layer, window, stride, batch):

@@ -9,8 +9,7 @@ Usage: python benchmarks/compare_image.py [--threads 1] [--repeats 20]
 import argparse
 import io
 import os
-import statistics
-import time
+import sys
 
 import matplotlib
 import numpy as np
@@ -22,16 +21,8 @@ from torchvision.utils import make_grid as tv_make_grid
 
 import cnnviz
 
-
-def timeit(fn, repeats, warmup=2):
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _timing import timeit  # noqa: E402
 
 
 def pil_load(path):

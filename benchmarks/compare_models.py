@@ -11,24 +11,16 @@
 Usage: python benchmarks/compare_models.py [--threads 2] [--repeats 5]
 """
 import argparse
-import statistics
-import time
+import os
+import sys
 
 import torch
 import torchvision
 
 import cnnviz
 
-
-def timeit(fn, repeats, warmup=2):
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _timing import timeit  # noqa: E402
 
 
 # --- the notebook's code, as written there --------------------------------------------

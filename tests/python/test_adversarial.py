@@ -1,7 +1,5 @@
 """FGSM and PGD against plain-PyTorch references and on the pretrained MobileNetV2;
 layer divergence against hooked activations."""
-import copy
-
 import pytest
 import torch
 import torch.nn.functional as F

@@ -1,0 +1,106 @@
+"""The ``cnnviz`` command: quick looks at a photo through a model, without a notebook.
+
+    cnnviz info
+    cnnviz predict PHOTO [--model mobilenet_v2|resnet20|resnet56|FILE.pt] [-k 5]
+    cnnviz explain PHOTO --method grad_cam --out map.png [--model ...] [--layer NAME]
+    cnnviz summary [--model ...]
+
+Models are the pretrained samples of ``cnnviz.zoo`` (from ``$CNNVIZ_DATA``) or a TorchScript
+file; a TorchScript model needs ``--size`` (its input side) and ``--labels``.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import List, Optional, Tuple
+
+import torch
+
+import cnnviz
+
+METHODS = ("saliency", "smooth_grad", "guided_backprop", "grad_cam", "grad_cam_pp", "layer_cam",
+           "score_cam", "integrated_gradients", "occlusion", "lime")
+# Input side, label set and Grad-CAM layer of each sample model.
+ZOO = {"mobilenet_v2": (224, "imagenet", "features"), "resnet20": (32, "cifar10", "layer3"),
+       "resnet56": (32, "cifar10", "layer3"), "resnet20_traced": (32, "cifar10", "layer3")}
+
+
+def _model(args) -> Tuple[torch.nn.Module, int, Optional[str], Optional[str]]:
+    """(model, input side, label set, default CAM layer) for --model."""
+    if args.model in ZOO:
+        size, labels, layer = ZOO[args.model]
+        return cnnviz.zoo.pretrained(args.model), args.size or size, args.labels or labels, layer
+    if args.model.endswith(".pt") or args.model.endswith(".pth"):
+        model = torch.jit.load(args.model, map_location="cpu").eval()
+        return model, args.size or 224, args.labels, None
+    raise ValueError(f"unknown model {args.model!r}: choose {', '.join(ZOO)} or a TorchScript file")
+
+
+def _input(path: str, size: int) -> torch.Tensor:
+    image = cnnviz.load_image(path)
+    # ImageNet evaluation crop for full-size models; a plain resize for CIFAR-sized ones.
+    return cnnviz.preprocess(image, size=size, resize=size * 8 // 7 if size >= 64 else None)
+
+
+def _explain(model, x: torch.Tensor, method: str, layer: Optional[str]) -> torch.Tensor:
+    """The (H, W) map of ``method`` for the predicted class."""
+    if method in ("grad_cam", "grad_cam_pp", "layer_cam", "score_cam"):
+        if layer is None:
+            raise ValueError(f"{method} needs --layer for this model")
+        return getattr(cnnviz, method)(model, x, layer).upsampled[0]
+    return getattr(cnnviz, method)(model, x).map[0]
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="cnnviz", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("info", help="versions and the sample-data folder")
+
+    def with_model(p):
+        p.add_argument("--model", default="mobilenet_v2", help="a zoo name or a TorchScript file")
+        p.add_argument("--size", type=int, default=None, help="input side in pixels")
+        p.add_argument("--labels", default=None, help="imagenet or cifar10")
+        return p
+
+    pr = with_model(sub.add_parser("predict", help="top-k classes of a photo"))
+    pr.add_argument("photo")
+    pr.add_argument("-k", type=int, default=5)
+    ex = with_model(sub.add_parser("explain", help="an attribution map over a photo"))
+    ex.add_argument("photo")
+    ex.add_argument("--method", choices=METHODS, default="grad_cam")
+    ex.add_argument("--layer", default=None, help="CAM layer (default: the model's last conv block)")
+    ex.add_argument("--out", required=True, help="PNG/JPEG/BMP to write")
+    ex.add_argument("--alpha", type=float, default=0.5, help="heatmap opacity")
+    with_model(sub.add_parser("summary", help="the model's layers, shapes and parameters"))
+    args = parser.parse_args(argv)
+
+    try:
+        if args.command == "info":
+            try:
+                data = cnnviz.data_dir()
+            except FileNotFoundError:
+                data = "not found (set CNNVIZ_DATA)"
+            print(f"cnnviz {cnnviz.__version__}, torch {torch.__version__}, "
+                  f"{torch.get_num_threads()} threads, sample data: {data}")
+            return 0
+        model, size, labels, layer = _model(args)
+        if args.command == "summary":
+            print(cnnviz.summary(model, (1, 3, size, size)))
+            return 0
+        x = _input(args.photo, size)
+        if args.command == "predict":
+            for p in cnnviz.predict(model, x, k=args.k, labels=labels):
+                print(f"{p.probability:7.2%}  {p.index:4d}  {p.label}")
+            return 0
+        heat = _explain(model, x, args.method, args.layer or layer)
+        cnnviz.save_image(cnnviz.overlay(cnnviz.deprocess(x), heat, alpha=args.alpha), args.out)
+        print(f"wrote {args.out}")
+        return 0
+    except (ValueError, OSError, IndexError) as e:
+        print(f"cnnviz: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
