@@ -32,6 +32,13 @@ py::object& call_count_cache() {
   return *cache;
 }
 
+/// module -> {layer name: whether a later op of the forward writes its output in place}.
+/// Only such layers hand a copy downstream; the others skip a copy per captured layer.
+py::object& inplace_cache() {
+  static auto* cache = new py::object(py::module_::import("weakref").attr("WeakKeyDictionary")());
+  return *cache;
+}
+
 /// The first tensor in a module's output (tensor, tuple/list, dict, namedtuple).
 torch::Tensor first_tensor(const py::handle& out) {
   if (THPVariable_Check(out.ptr())) return THPVariable_Unpack(out.ptr());
@@ -147,6 +154,20 @@ CaptureResult PyModel::capture(const torch::Tensor& x, const CaptureRequest& req
     return true;
   };
 
+  // An in-place op after a captured layer (ReLU(inplace=True)) would change the captured
+  // value and break its gradient, so such layers hand a copy downstream. Whether a layer
+  // needs it is learnt per model: unknown layers are copied and the copy's version counter
+  // says whether anything wrote to it; layers not copied are checked the same way after the
+  // forward, and a write found there reruns the capture with a copy.
+  py::object icache = inplace_cache();
+  if (!icache.contains(module_)) icache[module_] = py::dict();
+  py::dict inplace = icache[module_];
+  auto wants_copy = [&inplace](const std::string& name) {
+    return !inplace.contains(name) || inplace[py::str(name)].cast<bool>();
+  };
+  std::vector<std::pair<std::string, torch::Tensor>> copies;                    // handed downstream
+  std::vector<std::tuple<std::string, torch::Tensor, int64_t>> uncopied;       // with its version
+
   CaptureResult result;
   bool completed = false;
   {
@@ -154,14 +175,19 @@ CaptureResult PyModel::capture(const torch::Tensor& x, const CaptureRequest& req
     py::object get_submodule = module_.attr("get_submodule");
     for (auto& kv : last_needed) {
       const std::string name = kv.first;
-      auto hook = py::cpp_function([&calls, &satisfied, can_stop, name](py::handle, py::handle,
-                                                                        py::handle out) -> py::object {
+      const bool copy = wants_copy(name);
+      auto hook = py::cpp_function([&calls, &satisfied, &copies, &uncopied, can_stop, copy, name](
+                                       py::handle, py::handle, py::handle out) -> py::object {
         auto t = first_tensor(out);
         calls[name].push_back(t);
         if (can_stop && satisfied()) throw StopForward();
-        // Downstream layers get a copy, so an in-place op after this layer (ReLU(inplace))
-        // changes neither the captured value nor its gradient.
-        if (t.defined() && THPVariable_Check(out.ptr())) return py::cast(t.clone());
+        if (!t.defined() || !THPVariable_Check(out.ptr())) return py::none();
+        if (copy || t.is_inference()) {  // inference tensors have no version counter
+          auto c = t.clone();
+          if (!t.is_inference()) copies.emplace_back(name, c);
+          return py::cast(c);
+        }
+        uncopied.emplace_back(name, t, t._version());
         return py::none();
       });
       guard.add(get_submodule(name).attr("register_forward_hook")(hook));
@@ -179,7 +205,20 @@ CaptureResult PyModel::capture(const torch::Tensor& x, const CaptureRequest& req
       if (!e.matches(stop_forward_type())) throw;
     }
   }
+  bool written = false;
+  for (auto& [name, t, version] : uncopied) {
+    if (t._version() != version) {
+      inplace[py::str(name)] = true;
+      written = true;
+    }
+  }
+  if (written) return capture(x, request);  // now with copies for the layers written to
   if (completed) {
+    // A forward stopped early never ran the ops after the last layer: learn only from whole ones.
+    for (auto& [name, c] : copies) {
+      bool w = c._version() != 0;
+      if (w || !inplace.contains(name)) inplace[py::str(name)] = w;
+    }
     py::dict counts;
     for (auto& kv : calls) counts[py::str(kv.first)] = kv.second.size();
     py::dict merged(known);

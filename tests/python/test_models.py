@@ -119,6 +119,33 @@ def test_inplace_relu_does_not_corrupt_capture_or_gradient():
         torch.testing.assert_close(a["features.28"], keep["a"].detach(), rtol=1e-5, atol=1e-5)
 
 
+class SometimesInPlace(nn.Module):
+    """conv -> relu, in place only when ``inplace`` is set: the first forward teaches the
+    capture that no copy is needed, the second one breaks that."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.inplace = False
+
+    def forward(self, x):
+        y = self.conv(x)
+        return (y.relu_() if self.inplace else y.relu()).sum((2, 3))
+
+
+def test_capture_copies_only_what_is_written_in_place():
+    model = SometimesInPlace()
+    x = torch.randn(2, 3, 8, 8, requires_grad=True)
+    expected = model.conv(x)
+    for inplace in (False, False, True, True):
+        model.inplace = inplace
+        out, a = cnnviz._C.capture(model, x, ["conv"], True, False)
+        assert (a["conv"] < 0).any()
+        torch.testing.assert_close(a["conv"], expected)
+        g, = torch.autograd.grad(out.sum(), a["conv"])
+        torch.testing.assert_close(g, (expected > 0).to(g.dtype))
+
+
 class Boom(nn.Module):
     def __init__(self, exc):
         super().__init__()
