@@ -21,25 +21,7 @@ import cnnviz
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _timing import timeit  # noqa: E402
-
-
-# --- the notebook's code, as written there --------------------------------------------
-def get_layer_output(model, input_tensor, target_layer):
-    x = input_tensor
-    for i, layer in enumerate(model.features):
-        x = layer(x)
-        if i == target_layer:
-            return x
-    return x
-
-
-def get_layer_outputs(model, input_tensor):
-    outputs = []
-    x = input_tensor
-    for layer in model.features:
-        x = layer(x)
-        outputs.append(x.clone())
-    return outputs
+from notebook_reference import get_layer_output, get_layer_outputs  # noqa: E402
 
 
 def hooks_reference(model, x, names):

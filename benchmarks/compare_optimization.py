@@ -23,7 +23,9 @@ Usage: python benchmarks/compare_optimization.py [--threads 1,2] [--repeats 3]
 """
 import argparse
 import math
+import os
 import statistics
+import sys
 import time
 
 import torch
@@ -32,50 +34,11 @@ import torchvision
 
 import cnnviz
 
-
-# --- 1. the notebook's feature_inversion (cnn_utils' losses written out) ------------------
-def alpha_norm(input_matrix, alpha):
-    return ((input_matrix.view(-1)) ** alpha).sum()
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from notebook_reference import feature_inversion  # noqa: E402
 
 
-def total_variation_norm(input_matrix, beta):
-    to_check = input_matrix[..., :-1, :-1]
-    one_bottom = input_matrix[..., 1:, :-1]
-    one_right = input_matrix[..., :-1, 1:]
-    return (((to_check - one_bottom) ** 2 + (to_check - one_right) ** 2) ** (beta / 2)).sum()
-
-
-def euclidian_loss(org_matrix, target_matrix):
-    return alpha_norm(target_matrix - org_matrix, 2) / alpha_norm(org_matrix, 2)
-
-
-def get_layer_output(model, input_tensor, target_layer):
-    x = input_tensor
-    for i, layer in enumerate(model.features):
-        x = layer(x)
-        if i == target_layer:
-            return x
-    return x
-
-
-def feature_inversion(model, input_tensor, target_layer, num_iterations, lr, noise):
-    model.eval()
-    with torch.no_grad():
-        target_features = get_layer_output(model, input_tensor, target_layer)
-    noise_image = noise.clone().requires_grad_(True)
-    optimizer = torch.optim.SGD([noise_image], lr=lr, momentum=0.9)
-    losses = []
-    for _ in range(num_iterations):
-        optimizer.zero_grad()
-        current_features = get_layer_output(model, noise_image, target_layer)
-        feature_loss = euclidian_loss(target_features, current_features)
-        alpha_reg = 1e-7 * alpha_norm(noise_image, 6)
-        tv_reg = 1e-8 * total_variation_norm(noise_image, 2)
-        total_loss = feature_loss + alpha_reg + tv_reg
-        total_loss.backward()
-        optimizer.step()
-        losses.append(total_loss.item())
-    return noise_image.detach(), losses
+# --- 1. the notebook's feature_inversion: notebook_reference.py ---------------------------
 
 
 # --- 2. activation maximization as Lucent writes it ---------------------------------------
