@@ -2,7 +2,13 @@
 // backward (gradient with respect to the image) on one 3 x 224 x 224 image. The argument
 // is the intra-op thread count (at::set_num_threads).
 //
-//   build/<dir>/benchmarks/bench_regularizers --benchmark_min_time=1
+//   build/<dir>/benchmarks/bench_regularizers --benchmark_min_time=0.5 \
+//       --benchmark_repetitions=5 --benchmark_enable_random_interleaving=true
+//
+// glibc returns freed 600 KB buffers to the system when the top of the heap holds enough
+// of them, so each temporary of the composed expressions costs page faults; to measure
+// with that cost removed, run with
+// GLIBC_TUNABLES=glibc.malloc.mmap_threshold=67108864:glibc.malloc.trim_threshold=134217728
 #include <benchmark/benchmark.h>
 #include <torch/torch.h>
 
@@ -60,6 +66,8 @@ void BM_total_variation_1_5_fused(benchmark::State& s) { run(s, [](auto& x) { re
 void BM_total_variation_1_5_aten(benchmark::State& s) { run(s, [](auto& x) { return aten_total_variation(x, 1.5); }); }
 void BM_euclidean_loss_fused(benchmark::State& s) { run(s, [](auto& x) { return cnnviz::euclidean_loss(target(), x); }); }
 void BM_euclidean_loss_aten(benchmark::State& s) { run(s, [](auto& x) { return aten_euclidean_loss(target(), x); }); }
+// One autograd round trip with the cheapest reduction: the floor under every case above.
+void BM_autograd_floor_sum(benchmark::State& s) { run(s, [](auto& x) { return x.sum(); }); }
 }  // namespace
 
 #define CNNVIZ_BENCH(name) BENCHMARK(name)->Arg(1)->Arg(2)->Unit(benchmark::kMicrosecond)->UseRealTime()
@@ -75,5 +83,6 @@ CNNVIZ_BENCH(BM_total_variation_1_5_fused);
 CNNVIZ_BENCH(BM_total_variation_1_5_aten);
 CNNVIZ_BENCH(BM_euclidean_loss_fused);
 CNNVIZ_BENCH(BM_euclidean_loss_aten);
+CNNVIZ_BENCH(BM_autograd_floor_sum);
 
 BENCHMARK_MAIN();

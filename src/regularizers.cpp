@@ -531,23 +531,49 @@ struct EuclideanSums {
   double s = 0;  ///< ||t||^2
 };
 
+/// The two sums over one block. kLanes independent accumulators per sum keep the vector
+/// units busy (one accumulator would wait on each add); they sum in T, which is full
+/// vector width for float, and fold into double every kRun elements, which bounds the
+/// length, and so the rounding error, of each float sum.
+template <class T>
+inline EuclideanSums euclidean_block(const T* __restrict t, const T* __restrict c, int64_t m) {
+  constexpr int64_t kLanes = 32, kRun = 2048;
+  EuclideanSums sums;
+  int64_t i = 0;
+  for (; i + kLanes <= m;) {
+    T d2[kLanes] = {}, t2[kLanes] = {};
+    for (const int64_t e = std::min(m, i + kRun) - kLanes; i <= e; i += kLanes) {
+      for (int64_t j = 0; j < kLanes; ++j) {
+        const T d = c[i + j] - t[i + j];
+        d2[j] += d * d;
+        t2[j] += t[i + j] * t[i + j];
+      }
+    }
+    for (int64_t w = kLanes / 2; w > 0; w /= 2) {  // tree fold: vector adds, short chains
+      for (int64_t j = 0; j < w; ++j) {
+        d2[j] += d2[j + w];
+        t2[j] += t2[j + w];
+      }
+    }
+    sums.d += d2[0];
+    sums.s += t2[0];
+  }
+  for (; i < m; ++i) {
+    const double d = static_cast<double>(c[i]) - t[i];
+    sums.d += d * d;
+    sums.s += static_cast<double>(t[i]) * t[i];
+  }
+  return sums;
+}
+
 template <class T>
 EuclideanSums euclidean_kernel(const T* t, const T* c, int64_t n) {
-  std::vector<EuclideanSums> partial(static_cast<size_t>(ceil_div(n, kBlock)));
-  parallel_chunks(ceil_div(n, kBlock), 1, [&](int64_t b0, int64_t b1) {
-    for (int64_t b = b0; b < b1; ++b) {
-      const T* tb = t + b * kBlock;
-      const T* cb = c + b * kBlock;
-      const int64_t m = std::min(kBlock, n - b * kBlock);
-      double d2 = 0, t2 = 0;
-#pragma omp simd reduction(+ : d2, t2)
-      for (int64_t i = 0; i < m; ++i) {
-        const double d = cb[i] - tb[i], v = tb[i];
-        d2 += d * d;
-        t2 += v * v;
-      }
-      partial[b] = {d2, t2};
-    }
+  const int64_t nblocks = ceil_div(n, kBlock);
+  if (nblocks == 1) return run_simd([&] { return euclidean_block(t, c, n); });
+  std::vector<EuclideanSums> partial(static_cast<size_t>(nblocks));
+  parallel_chunks(nblocks, 1, [&](int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; ++b)
+      partial[b] = euclidean_block(t + b * kBlock, c + b * kBlock, std::min(kBlock, n - b * kBlock));
   });
   EuclideanSums total;
   for (const auto& p : partial) {
@@ -577,9 +603,15 @@ inline void euclidean_grad_loop(T a, T b, const T* __restrict t, const T* __rest
 template <class T>
 void euclidean_grad_kernel(const T* t, const T* c, T* gc, T* gt, int64_t n, double kc,
                            double kt) {
-  parallel_chunks(n, kBlock, [=](int64_t i0, int64_t i1) {
-    euclidean_grad_loop(static_cast<T>(kc), static_cast<T>(kt), t + i0, c + i0,
-                        gc ? gc + i0 : nullptr, gt ? gt + i0 : nullptr, i1 - i0);
+  // The forward's blocks and split between threads, walked backwards: the blocks a thread
+  // read last in the forward are the ones still in its cache.
+  parallel_chunks(ceil_div(n, kBlock), 1, [=](int64_t b0, int64_t b1) {
+    for (int64_t b = b1 - 1; b >= b0; --b) {
+      const int64_t i0 = b * kBlock;
+      euclidean_grad_loop(static_cast<T>(kc), static_cast<T>(kt), t + i0, c + i0,
+                          gc ? gc + i0 : nullptr, gt ? gt + i0 : nullptr,
+                          std::min(kBlock, n - i0));
+    }
   });
 }
 

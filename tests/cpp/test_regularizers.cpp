@@ -111,25 +111,28 @@ TEST_CASE("total_variation handles a small hand-computed image and thin images")
 
 TEST_CASE("euclidean_loss matches ||c - t||^2 / ||t||^2 in both arguments") {
   torch::manual_seed(2);
-  for (auto dtype : {torch::kFloat, torch::kDouble})
-    for (auto impl : {Impl::fused, Impl::composed}) {
-      auto t0 = torch::randn({2, 8, 7, 5}, dtype), c0 = torch::randn({2, 8, 7, 5}, dtype);
-      auto td = t0.to(torch::kDouble).requires_grad_(), cd = c0.to(torch::kDouble).requires_grad_();
-      auto vr = ref_euclid(td, cd);
-      auto gr = torch::autograd::grad({vr}, {td, cd});
-      auto t = t0.clone().requires_grad_(), c = c0.clone().requires_grad_();
-      auto v = cnnviz::detail::euclidean_loss(t, c, impl);
-      CHECK(v.dim() == 0);
-      auto g = torch::autograd::grad({v}, {t, c});
-      const double rt = rtol_of(dtype);
-      check_close(v.to(torch::kDouble), vr.detach(), rt, 0);
-      check_close(g[0].to(torch::kDouble), gr[0], rt, rt * max_abs(gr[0]));
-      check_close(g[1].to(torch::kDouble), gr[1], rt, rt * max_abs(gr[1]));
-      // Only the current image needs a gradient, as in feature inversion.
-      auto c2 = c0.clone().requires_grad_();
-      check_close(grad_of(cnnviz::detail::euclidean_loss(t0, c2, impl), c2).to(torch::kDouble), gr[1],
-                  rt, rt * max_abs(gr[1]));
-    }
+  // A small odd size (vector tails) and an image (several blocks and float runs per block).
+  for (auto shape : {std::vector<int64_t>{2, 8, 7, 5}, std::vector<int64_t>{1, 3, 224, 224}}) {
+    for (auto dtype : {torch::kFloat, torch::kDouble})
+      for (auto impl : {Impl::fused, Impl::composed}) {
+        auto t0 = torch::randn(shape, dtype), c0 = torch::randn(shape, dtype);
+        auto td = t0.to(torch::kDouble).requires_grad_(), cd = c0.to(torch::kDouble).requires_grad_();
+        auto vr = ref_euclid(td, cd);
+        auto gr = torch::autograd::grad({vr}, {td, cd});
+        auto t = t0.clone().requires_grad_(), c = c0.clone().requires_grad_();
+        auto v = cnnviz::detail::euclidean_loss(t, c, impl);
+        CHECK(v.dim() == 0);
+        auto g = torch::autograd::grad({v}, {t, c});
+        const double rt = rtol_of(dtype);
+        check_close(v.to(torch::kDouble), vr.detach(), rt, 0);
+        check_close(g[0].to(torch::kDouble), gr[0], rt, rt * max_abs(gr[0]));
+        check_close(g[1].to(torch::kDouble), gr[1], rt, rt * max_abs(gr[1]));
+        // Only the current image needs a gradient, as in feature inversion.
+        auto c2 = c0.clone().requires_grad_();
+        check_close(grad_of(cnnviz::detail::euclidean_loss(t0, c2, impl), c2).to(torch::kDouble), gr[1],
+                    rt, rt * max_abs(gr[1]));
+      }
+  }
 }
 
 TEST_CASE("regularizers take non-contiguous inputs") {
