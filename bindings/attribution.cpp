@@ -17,7 +17,6 @@ void bind_options(py::module_& m) {
     py::class_<SaliencyOptions> c(m, "SaliencyOptions");
     c.def(py::init<>());
     CNNVIZ_OPTION(c, SaliencyOptions, reduction);
-    CNNVIZ_OPTION(c, SaliencyOptions, precision);
   }
   {
     py::class_<SmoothGradOptions> c(m, "SmoothGradOptions");
@@ -26,26 +25,22 @@ void bind_options(py::module_& m) {
     CNNVIZ_OPTION(c, SmoothGradOptions, noise_level);
     CNNVIZ_OPTION(c, SmoothGradOptions, batch_size);
     CNNVIZ_OPTION(c, SmoothGradOptions, reduction);
-    CNNVIZ_OPTION(c, SmoothGradOptions, precision);
   }
   {
     py::class_<GuidedBackpropOptions> c(m, "GuidedBackpropOptions");
     c.def(py::init<>());
     CNNVIZ_OPTION(c, GuidedBackpropOptions, reduction);
-    CNNVIZ_OPTION(c, GuidedBackpropOptions, precision);
   }
   {
     py::class_<GuidedGradCamOptions> c(m, "GuidedGradCamOptions");
     c.def(py::init<>());
     CNNVIZ_OPTION(c, GuidedGradCamOptions, reduction);
-    CNNVIZ_OPTION(c, GuidedGradCamOptions, precision);
   }
   {
     py::class_<CamOptions> c(m, "CamOptions");
     c.def(py::init<>());
     CNNVIZ_OPTION(c, CamOptions, relu);
     CNNVIZ_OPTION(c, CamOptions, batch_size);
-    CNNVIZ_OPTION(c, CamOptions, precision);
   }
   {
     py::class_<IntegratedGradientsOptions> c(m, "IntegratedGradientsOptions");
@@ -57,7 +52,6 @@ void bind_options(py::module_& m) {
     CNNVIZ_OPTION(c, IntegratedGradientsOptions, blur_sigma);
     CNNVIZ_OPTION(c, IntegratedGradientsOptions, batch_size);
     CNNVIZ_OPTION(c, IntegratedGradientsOptions, reduction);
-    CNNVIZ_OPTION(c, IntegratedGradientsOptions, precision);
     normalization_options(c);
   }
   {
@@ -68,7 +62,6 @@ void bind_options(py::module_& m) {
     CNNVIZ_OPTION(c, OcclusionOptions, baseline);
     CNNVIZ_OPTION(c, OcclusionOptions, score);
     CNNVIZ_OPTION(c, OcclusionOptions, batch_size);
-    CNNVIZ_OPTION(c, OcclusionOptions, precision);
   }
   {
     py::class_<LimeOptions> c(m, "LimeOptions");
@@ -88,7 +81,6 @@ void bind_options(py::module_& m) {
     CNNVIZ_OPTION(c, LimeOptions, baseline);
     CNNVIZ_OPTION(c, LimeOptions, score);
     CNNVIZ_OPTION(c, LimeOptions, batch_size);
-    CNNVIZ_OPTION(c, LimeOptions, precision);
     normalization_options(c);
   }
 }

@@ -45,7 +45,6 @@ struct EnumNames;
   }
 CNNVIZ_ENUM_NAMES(ChannelReduction, {ChannelReduction::max, "max"}, {ChannelReduction::mean, "mean"});
 CNNVIZ_ENUM_NAMES(Score, {Score::logit, "logit"}, {Score::probability, "probability"});
-CNNVIZ_ENUM_NAMES(Precision, {Precision::float32, "float32"}, {Precision::bfloat16, "bfloat16"});
 CNNVIZ_ENUM_NAMES(IntegrationMethod, {IntegrationMethod::riemann_trapezoid, "riemann_trapezoid"},
                   {IntegrationMethod::gauss_legendre, "gauss_legendre"});
 CNNVIZ_ENUM_NAMES(BaselineKind, {BaselineKind::zeros, "zeros"}, {BaselineKind::black, "black"},

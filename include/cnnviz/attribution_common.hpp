@@ -1,8 +1,7 @@
 #pragma once
 // What the attribution methods share: the target classes, the input normalization, the
-// result of a gradient method, batched loops and reduced-precision runs.
+// result of a gradient method, batched loops.
 
-#include <ATen/autocast_mode.h>
 #include <torch/torch.h>
 
 #include <cstdint>
@@ -101,11 +100,6 @@ enum class ChannelReduction { max, mean };
 /// Which score of the target class a perturbation method compares.
 enum class Score { logit, probability };
 
-/// The arithmetic of the model's forward and backward passes. bfloat16 runs them under
-/// CPU autocast (faster on CPUs with AVX-512 BF16; see benchmarks/RESULTS.md for the
-/// fidelity measured per method).
-enum class Precision { float32, bfloat16 };
-
 /// What a gradient method returns.
 struct Attribution {
   torch::Tensor attribution;  ///< (N, C, H, W), signed, like x
@@ -149,46 +143,21 @@ inline void check_batch_size(int64_t batch_size) {
   TORCH_CHECK_VALUE(batch_size >= 1, "cnnviz: batch_size must be at least 1, got ", batch_size);
 }
 
-/// Runs `fn(begin, end)` over [0, total) in chunks of at most `batch_size`, reporting
-/// progress after each chunk with the value `fn` returns. Returns false when the callback
-/// stopped the loop.
+/// Runs `fn(begin, end)` over [0, total) in the fewest chunks of at most `batch_size`,
+/// all of nearly equal size (a remainder of one would run down torch's slower batch-of-one
+/// convolution), reporting progress after each chunk with the value `fn` returns. Returns
+/// false when the callback stopped the loop.
 inline bool for_each_batch(int64_t total, int64_t batch_size, const ProgressCallback& progress,
                            const std::function<double(int64_t, int64_t)>& fn) {
   check_batch_size(batch_size);
-  for (int64_t begin = 0; begin < total; begin += batch_size) {
-    const int64_t end = std::min(total, begin + batch_size);
+  const int64_t chunks = (total + batch_size - 1) / batch_size;
+  for (int64_t k = 0; k < chunks; ++k) {
+    const int64_t begin = total * k / chunks, end = total * (k + 1) / chunks;
     double value = fn(begin, end);
     if (!report(progress, end, total, value)) return end == total;
   }
   return true;
 }
-
-/// CPU autocast to bfloat16 for its lifetime when asked (otherwise nothing); restores the
-/// previous state.
-class PrecisionGuard {
- public:
-  explicit PrecisionGuard(Precision p) : active_(p == Precision::bfloat16) {
-    if (!active_) return;
-    was_enabled_ = at::autocast::is_cpu_enabled();
-    old_dtype_ = at::autocast::get_autocast_cpu_dtype();
-    at::autocast::set_cpu_enabled(true);
-    at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
-    at::autocast::increment_nesting();
-  }
-  ~PrecisionGuard() {
-    if (!active_) return;
-    if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
-    at::autocast::set_cpu_enabled(was_enabled_);
-    at::autocast::set_autocast_cpu_dtype(old_dtype_);
-  }
-  PrecisionGuard(const PrecisionGuard&) = delete;
-  PrecisionGuard& operator=(const PrecisionGuard&) = delete;
-
- private:
-  bool active_;
-  bool was_enabled_ = false;
-  at::ScalarType old_dtype_ = at::kBFloat16;
-};
 
 /// One forward with gradients: the logits of x and the gradient of the target scores with
 /// respect to x. `pick` turns the logits into the (N,) targets.

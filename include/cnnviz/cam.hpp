@@ -20,7 +20,6 @@ struct CamOptions {
   TORCH_ARG(bool, relu) = true;
   /// Score-CAM: masked inputs per forward pass (bounds memory).
   TORCH_ARG(int64_t, batch_size) = 32;
-  TORCH_ARG(Precision, precision) = Precision::float32;
   /// Score-CAM: called after each batch of masked inputs; returning false stops (channels
   /// not yet scored get weight 0).
   TORCH_ARG(ProgressCallback, progress) = nullptr;
@@ -205,7 +204,6 @@ inline CamResult cam(const AnyModel& model, const torch::Tensor& x, const std::v
   TORCH_CHECK_VALUE(!targets.empty(), "cnnviz: a CAM needs at least one target");
   detail::check_batch_size(options.batch_size());
   FreezeParameters frozen(model);
-  detail::PrecisionGuard precision(options.precision());
   auto r = method == CamMethod::score_cam ? detail::score_cams(model, x, layers, targets, options)
                                           : detail::gradient_cams(model, x, layers, targets, method, options);
   r.num_targets = targets.size();
@@ -257,15 +255,14 @@ inline CamResult score_cam(const AnyModel& model, const torch::Tensor& x, const 
 
 struct GuidedGradCamOptions {
   TORCH_ARG(ChannelReduction, reduction) = ChannelReduction::max;
-  TORCH_ARG(Precision, precision) = Precision::float32;
 };
 
 /// Guided Grad-CAM: guided backprop (N, C, H, W) times the upsampled Grad-CAM of `layer`
 /// (N, 1, H, W); map (N, H, W) = |attribution| reduced over channels.
 inline Attribution guided_grad_cam(const AnyModel& model, const torch::Tensor& x, const std::string& layer,
                                    const Target& target = {}, const GuidedGradCamOptions& options = {}) {
-  auto guided = guided_backprop(model, x, target, GuidedBackpropOptions().precision(options.precision()));
-  auto cam = grad_cam(model, x, layer, Target(guided.target), CamOptions().precision(options.precision()));
+  auto guided = guided_backprop(model, x, target, GuidedBackpropOptions());
+  auto cam = grad_cam(model, x, layer, Target(guided.target), CamOptions());
   guided.attribution = guided.attribution * cam.front().upsampled.unsqueeze(1);
   guided.map = detail::reduce_channels(guided.attribution, options.reduction());
   return guided;

@@ -40,7 +40,6 @@ struct IntegratedGradientsOptions {
   /// Path points per forward/backward pass (bounds memory).
   TORCH_ARG(int64_t, batch_size) = 16;
   TORCH_ARG(ChannelReduction, reduction) = ChannelReduction::mean;
-  TORCH_ARG(Precision, precision) = Precision::float32;
   /// Called after each batch; returning false stops (the result is then a partial sum).
   TORCH_ARG(ProgressCallback, progress) = nullptr;
 };
@@ -136,7 +135,6 @@ inline IntegratedGradientsResult integrated_gradients(const AnyModel& model, con
   const int64_t n = x.size(0);
   IntegratedGradientsResult r;
   r.baseline = detail::make_baseline(x, options);
-  detail::PrecisionGuard precision(options.precision());
   {
     auto both = detail::logits_of(model, torch::cat({x.detach(), r.baseline}));
     r.logits = both.slice(0, 0, n);

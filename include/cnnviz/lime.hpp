@@ -46,7 +46,6 @@ struct LimeOptions {
   TORCH_ARG(Normalization, normalization) = Normalization();
   /// Perturbed images per forward pass (bounds memory).
   TORCH_ARG(int64_t, batch_size) = 64;
-  TORCH_ARG(Precision, precision) = Precision::float32;
   /// Called after each batch; returning false stops (the fit uses the samples that ran).
   TORCH_ARG(ProgressCallback, progress) = nullptr;
 };
@@ -148,7 +147,6 @@ inline LimeResult lime(const AnyModel& model, const torch::Tensor& x, const Targ
   TORCH_CHECK_VALUE(options.ridge() >= 0, "cnnviz: ridge must be non-negative, got ", options.ridge());
   detail::check_batch_size(options.batch_size());
   FreezeParameters frozen(model);
-  detail::PrecisionGuard precision(options.precision());
   torch::NoGradGuard no_grad;
   const int64_t n = x.size(0), h = x.size(2), w = x.size(3), m = options.samples();
   LimeResult r;

@@ -21,7 +21,6 @@ struct OcclusionOptions {
   TORCH_ARG(Score, score) = Score::logit;
   /// Occluded copies per forward pass (bounds memory).
   TORCH_ARG(int64_t, batch_size) = 32;
-  TORCH_ARG(Precision, precision) = Precision::float32;
   /// Called after each batch; returning false stops (windows not yet run count as no drop).
   TORCH_ARG(ProgressCallback, progress) = nullptr;
 };
@@ -66,7 +65,6 @@ inline OcclusionResult occlusion(const AnyModel& model, const torch::Tensor& x, 
                     ") is larger than the image (", h, ", ", w, ")");
   detail::check_batch_size(options.batch_size());
   FreezeParameters frozen(model);
-  detail::PrecisionGuard precision(options.precision());
   torch::NoGradGuard no_grad;
   const int64_t nh = (h - wh) / sh + 1, nw = (w - ww) / sw + 1, positions = nh * nw;
   OcclusionResult r;

@@ -54,57 +54,56 @@ def _pair(v: Union[int, Sequence[int]]) -> List[int]:
     return [int(v)] if isinstance(v, int) else [int(i) for i in v]
 
 
-def saliency(model, x: torch.Tensor, target: TargetLike = None, *, reduction: str = _SALIENCY.reduction,
-             precision: str = _SALIENCY.precision) -> Attribution:
+def saliency(model, x: torch.Tensor, target: TargetLike = None, *,
+             reduction: str = _SALIENCY.reduction) -> Attribution:
     """Vanilla gradient saliency (Simonyan et al. 2014).
 
     Returns an ``Attribution``: ``attribution`` (N, C, H, W) the signed gradient of each
     sample's target logit with respect to x, ``map`` (N, H, W) its absolute value reduced
     over channels (``reduction``: "max" or "mean"), ``target`` (N,), ``logits`` (N, K).
-    ``precision="bfloat16"`` runs under CPU autocast (see benchmarks/RESULTS.md).
     """
-    return _C.saliency(model, x, target, _options(_C.SaliencyOptions, reduction=reduction, precision=precision))
+    return _C.saliency(model, x, target, _options(_C.SaliencyOptions, reduction=reduction))
 
 
 def smooth_grad(model, x: torch.Tensor, target: TargetLike = None, *, samples: int = _SMOOTH.samples,
                 noise_level: float = _SMOOTH.noise_level, batch_size: int = _SMOOTH.batch_size,
-                reduction: str = _SMOOTH.reduction, precision: str = _SMOOTH.precision,
+                reduction: str = _SMOOTH.reduction,
                 progress: ProgressArg = False) -> Attribution:
     """SmoothGrad (Smilkov et al. 2017): the gradient averaged over ``samples`` noisy copies
     of each image, the noise's standard deviation being ``noise_level * (max - min)`` of
     that image. ``attribution`` (N, C, H, W) is the mean gradient, ``map`` (N, H, W) its
     absolute value reduced over channels. Targets are resolved on the clean images."""
     o = _options(_C.SmoothGradOptions, samples=samples, noise_level=noise_level, batch_size=batch_size,
-                 reduction=reduction, precision=precision)
+                 reduction=reduction)
     with Progress(progress, x.shape[0] * samples if x.dim() == 4 else 0, "smooth_grad") as p:
         r = _C.smooth_grad(model, x, target, o, p.callback())
     warn_if_interrupted(r, "smooth_grad")
     return r
 
 
-def guided_backprop(model, x: torch.Tensor, target: TargetLike = None, *, reduction: str = _GUIDED.reduction,
-                    precision: str = _GUIDED.precision) -> Attribution:
+def guided_backprop(model, x: torch.Tensor, target: TargetLike = None, *,
+                    reduction: str = _GUIDED.reduction) -> Attribution:
     """Guided backprop (Springenberg et al. 2015): the input gradient with every ReLU
     (``nn.ReLU``, in-place, ``F.relu``, ReLU6) passing back only positive gradients through
     active units. Returns an ``Attribution`` like ``saliency``."""
     return _C.guided_backprop(model, x, target,
-                              _options(_C.GuidedBackpropOptions, reduction=reduction, precision=precision))
+                              _options(_C.GuidedBackpropOptions, reduction=reduction))
 
 
 def guided_grad_cam(model, x: torch.Tensor, layer: str, target: TargetLike = None, *,
-                    reduction: str = _GUIDED_CAM.reduction, precision: str = _GUIDED_CAM.precision) -> Attribution:
+                    reduction: str = _GUIDED_CAM.reduction) -> Attribution:
     """Guided Grad-CAM (Selvaraju et al. 2017): guided backprop (N, C, H, W) times the
     Grad-CAM of ``layer`` upsampled to the input. Returns an ``Attribution``."""
     return _C.guided_grad_cam(model, x, layer, target,
-                              _options(_C.GuidedGradCamOptions, reduction=reduction, precision=precision))
+                              _options(_C.GuidedGradCamOptions, reduction=reduction))
 
 
-def _cam(method: str, model, x, layer, target, targets, relu, batch_size, precision, progress) -> CamResult:
+def _cam(method: str, model, x, layer, target, targets, relu, batch_size, progress) -> CamResult:
     layers = [layer] if isinstance(layer, str) else list(layer)
     if targets is not None and target is not None:
         raise ValueError("cnnviz: pass either target or targets, not both")
     ts = [target] if targets is None else list(targets)
-    o = _options(_C.CamOptions, relu=relu, batch_size=batch_size, precision=precision)
+    o = _options(_C.CamOptions, relu=relu, batch_size=batch_size)
     with Progress(progress if method == "score_cam" else False, None, method) as p:
         r = _C.cam(model, x, layers, ts, method, o, p.callback())
     warn_if_interrupted(r, method)
@@ -125,28 +124,25 @@ _CAM_DOC = """
 
 
 def grad_cam(model, x: torch.Tensor, layer: Union[str, Sequence[str]], target: TargetLike = None, *,
-             targets: Optional[Sequence[TargetLike]] = None, relu: bool = _CAM.relu,
-             precision: str = _CAM.precision) -> CamResult:
-    return _cam("grad_cam", model, x, layer, target, targets, relu, _CAM.batch_size, precision, False)
+             targets: Optional[Sequence[TargetLike]] = None, relu: bool = _CAM.relu) -> CamResult:
+    return _cam("grad_cam", model, x, layer, target, targets, relu, _CAM.batch_size, False)
 
 
 def grad_cam_pp(model, x: torch.Tensor, layer: Union[str, Sequence[str]], target: TargetLike = None, *,
-                targets: Optional[Sequence[TargetLike]] = None, relu: bool = _CAM.relu,
-                precision: str = _CAM.precision) -> CamResult:
-    return _cam("grad_cam_pp", model, x, layer, target, targets, relu, _CAM.batch_size, precision, False)
+                targets: Optional[Sequence[TargetLike]] = None, relu: bool = _CAM.relu) -> CamResult:
+    return _cam("grad_cam_pp", model, x, layer, target, targets, relu, _CAM.batch_size, False)
 
 
 def layer_cam(model, x: torch.Tensor, layer: Union[str, Sequence[str]], target: TargetLike = None, *,
-              targets: Optional[Sequence[TargetLike]] = None, relu: bool = _CAM.relu,
-              precision: str = _CAM.precision) -> CamResult:
-    return _cam("layer_cam", model, x, layer, target, targets, relu, _CAM.batch_size, precision, False)
+              targets: Optional[Sequence[TargetLike]] = None, relu: bool = _CAM.relu) -> CamResult:
+    return _cam("layer_cam", model, x, layer, target, targets, relu, _CAM.batch_size, False)
 
 
 def score_cam(model, x: torch.Tensor, layer: Union[str, Sequence[str]], target: TargetLike = None, *,
               targets: Optional[Sequence[TargetLike]] = None, relu: bool = _CAM.relu,
-              batch_size: int = _CAM.batch_size, precision: str = _CAM.precision,
+              batch_size: int = _CAM.batch_size,
               progress: ProgressArg = False) -> CamResult:
-    return _cam("score_cam", model, x, layer, target, targets, relu, batch_size, precision, progress)
+    return _cam("score_cam", model, x, layer, target, targets, relu, batch_size, progress)
 
 
 grad_cam.__doc__ = """Grad-CAM (Selvaraju et al. 2017): ReLU(sum_k w_k A_k) with w_k the
@@ -165,7 +161,7 @@ def integrated_gradients(model, x: torch.Tensor, target: TargetLike = None, *,
                          method: str = _IG.method, batch_size: int = _IG.batch_size,
                          blur_sigma: float = _IG.blur_sigma, mean: Sequence[float] = tuple(_IG.mean),
                          std: Sequence[float] = tuple(_IG.std), reduction: str = _IG.reduction,
-                         precision: str = _IG.precision, progress: ProgressArg = False) -> IntegratedGradientsResult:
+                         progress: ProgressArg = False) -> IntegratedGradientsResult:
     """Integrated gradients (Sundararajan et al. 2017): ``(x - baseline)`` times the mean
     gradient along the straight path from the baseline to x.
 
@@ -183,7 +179,7 @@ def integrated_gradients(model, x: torch.Tensor, target: TargetLike = None, *,
         custom, baseline = baseline, "custom"
     o = _options(_C.IntegratedGradientsOptions, steps=steps, method=method, baseline=baseline,
                  custom_baseline=custom, blur_sigma=blur_sigma, batch_size=batch_size, mean=list(mean),
-                 std=list(std), reduction=reduction, precision=precision)
+                 std=list(std), reduction=reduction)
     with Progress(progress, x.shape[0] * steps if x.dim() == 4 else 0, "integrated_gradients") as p:
         r = _C.integrated_gradients(model, x, target, o, p.callback())
     warn_if_interrupted(r, "integrated_gradients")
@@ -194,7 +190,7 @@ def occlusion(model, x: torch.Tensor, target: TargetLike = None, *,
               window: Union[int, Sequence[int]] = tuple(_OCCLUSION.window),
               stride: Union[int, Sequence[int]] = tuple(_OCCLUSION.stride), baseline: float = _OCCLUSION.baseline,
               score: str = _OCCLUSION.score, batch_size: int = _OCCLUSION.batch_size,
-              precision: str = _OCCLUSION.precision, progress: ProgressArg = False) -> OcclusionResult:
+              progress: ProgressArg = False) -> OcclusionResult:
     """Occlusion sensitivity (Zeiler & Fergus 2014): each ``window`` (all channels) at
     positions 0, stride, 2 stride, ... is set to ``baseline`` (in normalized space: 0 is the
     mean color) and the drop of the target's ``score`` ("logit" or "probability") recorded.
@@ -203,7 +199,7 @@ def occlusion(model, x: torch.Tensor, target: TargetLike = None, *,
     ``map`` (N, H, W) the mean drop of the windows covering each pixel, ``target``, ``logits``.
     """
     o = _options(_C.OcclusionOptions, window=_pair(window), stride=_pair(stride), baseline=baseline,
-                 score=score, batch_size=batch_size, precision=precision)
+                 score=score, batch_size=batch_size)
     with Progress(progress, None, "occlusion") as p:
         r = _C.occlusion(model, x, target, o, p.callback())
     warn_if_interrupted(r, "occlusion")
@@ -216,7 +212,7 @@ def lime(model, x: torch.Tensor, target: TargetLike = None, *, segmentation: str
          samples: int = _LIME.samples, keep_probability: float = _LIME.keep_probability,
          kernel_width: float = _LIME.kernel_width, ridge: float = _LIME.ridge, baseline: float = _LIME.baseline,
          score: str = _LIME.score, mean: Sequence[float] = tuple(_LIME.mean), std: Sequence[float] = tuple(_LIME.std),
-         batch_size: int = _LIME.batch_size, precision: str = _LIME.precision,
+         batch_size: int = _LIME.batch_size,
          progress: ProgressArg = False) -> LimeResult:
     """LIME (Ribeiro et al. 2016) for images: ``samples`` random on/off patterns of each
     image's segments (off segments set to ``baseline``; the first pattern keeps all), the
@@ -231,7 +227,7 @@ def lime(model, x: torch.Tensor, target: TargetLike = None, *, segmentation: str
     o = _options(_C.LimeOptions, segmentation=segmentation, segments=segments, compactness=compactness,
                  slic_iterations=slic_iterations, custom_segments=custom_segments, samples=samples,
                  keep_probability=keep_probability, kernel_width=kernel_width, ridge=ridge, baseline=baseline,
-                 score=score, mean=list(mean), std=list(std), batch_size=batch_size, precision=precision)
+                 score=score, mean=list(mean), std=list(std), batch_size=batch_size)
     with Progress(progress, x.shape[0] * samples if x.dim() == 4 else 0, "lime") as p:
         r = _C.lime(model, x, target, o, p.callback())
     warn_if_interrupted(r, "lime")

@@ -2,6 +2,8 @@
 #include <torch/script.h>
 #include <torch/torch.h>
 
+#include <algorithm>
+
 #include "cnnviz/attribution.hpp"
 #include "cnnviz/script_model.hpp"
 
@@ -84,9 +86,66 @@ TEST_CASE("SmoothGrad noise has the requested standard deviation") {
   double range = (x.max() - x.min()).item<double>();
   auto r = cnnviz::smooth_grad(model, x, 0, cnnviz::SmoothGradOptions().samples(64).noise_level(0.1).batch_size(16));
   CHECK(torch::allclose(r.attribution, w.unsqueeze(0), 1e-5, 1e-5));  // constant gradient
-  auto noise = torch::cat(std::vector<torch::Tensor>(seen.begin() + 1, seen.end())) - x;
+  // The first batch starts with the clean image (its forward resolves the target).
+  auto all = torch::cat(seen);
+  CHECK(torch::equal(all[0], x[0]));
+  auto noise = all.slice(0, 1) - x;
   CHECK(noise.size(0) == 64);
   CHECK(noise.std().item<double>() == doctest::Approx(0.1 * range).epsilon(0.02));
+}
+
+TEST_CASE("for_each_batch covers the range in the fewest nearly equal batches") {
+  for (int64_t total : {1, 5, 16, 17, 49, 64}) {
+    for (int64_t batch : {1, 4, 16, 32}) {
+      CAPTURE(total);
+      CAPTURE(batch);
+      std::vector<int64_t> sizes;
+      int64_t next = 0;
+      CHECK(cnnviz::detail::for_each_batch(total, batch, nullptr, [&](int64_t b, int64_t e) {
+        CHECK(b == next);
+        next = e;
+        sizes.push_back(e - b);
+        return 0.0;
+      }));
+      CHECK(next == total);
+      CHECK(static_cast<int64_t>(sizes.size()) == (total + batch - 1) / batch);
+      CHECK(*std::max_element(sizes.begin(), sizes.end()) <= batch);
+      CHECK(*std::max_element(sizes.begin(), sizes.end()) - *std::min_element(sizes.begin(), sizes.end()) <= 1);
+    }
+  }
+}
+
+TEST_CASE("SmoothGrad reports progress in samples and stops when asked") {
+  auto w = torch::randn({3, 8, 8});
+  AnyModel model = cnnviz::FunctionModel(
+      [&](const torch::Tensor& x) { return (x * w).sum({1, 2, 3}).unsqueeze(1).repeat({1, 2}); });
+  auto x = torch::randn({2, 3, 8, 8});
+  // Batches of 4 carry the clean images in front; with batches of 2 they have their own forward.
+  for (int64_t batch : {4, 2}) {
+    CAPTURE(batch);
+    std::vector<int64_t> steps;
+    auto o = cnnviz::SmoothGradOptions().samples(5).batch_size(batch).progress([&](int64_t s, int64_t t, double) {
+      CHECK(t == 10);
+      steps.push_back(s);
+      return true;
+    });
+    auto r = cnnviz::smooth_grad(model, x, 1, o);
+    CHECK(steps.back() == 10);
+    CHECK(steps.front() == 2);
+    CHECK_FALSE(r.stopped_early);
+    CHECK(torch::allclose(r.attribution, w.expand_as(x), 1e-5, 1e-6));
+    CHECK(r.logits.sizes() == torch::IntArrayRef{2, 2});
+    CHECK(torch::equal(r.target, torch::ones({2}, torch::kLong)));
+    steps.clear();
+    o.progress([&](int64_t s, int64_t, double) {
+      steps.push_back(s);
+      return false;
+    });
+    r = cnnviz::smooth_grad(model, x, 1, o);
+    CHECK(steps.size() == 1);
+    CHECK(r.stopped_early);
+    CHECK(torch::allclose(r.attribution, w.expand_as(x), 1e-5, 1e-6));
+  }
 }
 
 TEST_CASE("guided backprop on a ScriptModel applies the guided ReLU rule") {
