@@ -19,7 +19,8 @@ struct SmoothGradOptions {
   /// Noise standard deviation as a fraction of each image's range (max - min); the paper's
   /// 10-20 % work well.
   TORCH_ARG(double, noise_level) = 0.15;
-  /// Noisy copies per forward/backward pass (bounds memory).
+  /// Noisy copies per forward/backward pass (bounds memory); the first pass also carries
+  /// the N clean images when N < batch_size.
   TORCH_ARG(int64_t, batch_size) = 16;
   TORCH_ARG(ChannelReduction, reduction) = ChannelReduction::max;
   /// Called after each batch; returning false stops (the result averages what ran).
@@ -54,11 +55,11 @@ inline Attribution smooth_grad(const AnyModel& model, const torch::Tensor& x, co
   FreezeParameters frozen(model);
   const int64_t n = x.size(0);
   Attribution r;
-  // The clean forward that resolves the target rides in the first batch when it fits
-  // (items [0, clean) are the clean images): on a small CNN a forward of its own would cost
-  // a third of a 16-sample call, as torch runs a batch of one down a slower convolution.
-  const int64_t clean = n < options.batch_size() ? n : 0;
-  if (clean == 0) {
+  // The clean forward that resolves the target rides in front of the first batch when the
+  // batch is larger than N: on a small CNN a forward of its own would cost a third of a
+  // 16-sample call, as torch runs a batch of one down a slower convolution path.
+  const bool ride = n < options.batch_size();
+  if (!ride) {
     r.logits = detail::logits_of(model, x);
     r.target = target.resolve(r.logits);
   }
@@ -67,14 +68,11 @@ inline Attribution smooth_grad(const AnyModel& model, const torch::Tensor& x, co
   auto sigma = ((std::get<0>(flat.max(1)) - std::get<0>(flat.min(1))) * options.noise_level()).view({n, 1, 1, 1});
   auto sum = torch::zeros_like(x);
   auto count = torch::zeros({n}, x.options());
-  // Item clean + k is sample k / N of image k % N, so every batch mixes images evenly.
+  // Item k is sample k / N of image k % N, so every batch mixes images evenly.
   const int64_t total = n * options.samples();
-  ProgressCallback progress;
-  if (options.progress())
-    progress = [&](int64_t step, int64_t, double v) { return options.progress()(step - clean, total, v); };
-  bool done = detail::for_each_batch(clean + total, options.batch_size(), progress, [&](int64_t b, int64_t e) {
-    const int64_t c = std::max<int64_t>(0, std::min(e, clean) - b);  // clean items in [b, e)
-    auto idx = torch::arange(b + c - clean, e - clean, x.options().dtype(torch::kLong)).remainder(n);
+  bool done = detail::for_each_batch(total, options.batch_size(), options.progress(), [&](int64_t b, int64_t e) {
+    const int64_t c = ride && b == 0 ? n : 0;  // clean images in front of this batch
+    auto idx = torch::arange(b, e, x.options().dtype(torch::kLong)).remainder(n);
     auto xb = x.detach().index_select(0, idx);
     xb = xb + torch::randn_like(xb) * sigma.index_select(0, idx);
     if (c > 0) xb = torch::cat({x.detach(), xb});
@@ -85,7 +83,7 @@ inline Attribution smooth_grad(const AnyModel& model, const torch::Tensor& x, co
       return torch::cat({r.target, r.target.index_select(0, idx)});
     });
     sum.index_add_(0, idx, g.grad.slice(0, c));
-    count.index_add_(0, idx, torch::ones({e - b - c}, x.options()));
+    count.index_add_(0, idx, torch::ones({e - b}, x.options()));
     return 0.0;
   });
   r.stopped_early = !done;

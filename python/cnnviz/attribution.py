@@ -67,12 +67,12 @@ def saliency(model, x: torch.Tensor, target: TargetLike = None, *,
 
 def smooth_grad(model, x: torch.Tensor, target: TargetLike = None, *, samples: int = _SMOOTH.samples,
                 noise_level: float = _SMOOTH.noise_level, batch_size: int = _SMOOTH.batch_size,
-                reduction: str = _SMOOTH.reduction,
-                progress: ProgressArg = False) -> Attribution:
+                reduction: str = _SMOOTH.reduction, progress: ProgressArg = False) -> Attribution:
     """SmoothGrad (Smilkov et al. 2017): the gradient averaged over ``samples`` noisy copies
     of each image, the noise's standard deviation being ``noise_level * (max - min)`` of
     that image. ``attribution`` (N, C, H, W) is the mean gradient, ``map`` (N, H, W) its
-    absolute value reduced over channels. Targets are resolved on the clean images."""
+    absolute value reduced over channels. Targets are resolved on the clean images, which
+    ride in front of the first batch of ``batch_size`` noisy copies when N < batch_size."""
     o = _options(_C.SmoothGradOptions, samples=samples, noise_level=noise_level, batch_size=batch_size,
                  reduction=reduction)
     with Progress(progress, x.shape[0] * samples if x.dim() == 4 else 0, "smooth_grad") as p:
