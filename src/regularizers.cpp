@@ -569,7 +569,6 @@ inline EuclideanSums euclidean_block(const T* __restrict t, const T* __restrict 
 template <class T>
 EuclideanSums euclidean_kernel(const T* t, const T* c, int64_t n) {
   const int64_t nblocks = ceil_div(n, kBlock);
-  if (nblocks == 1) return run_simd([&] { return euclidean_block(t, c, n); });
   std::vector<EuclideanSums> partial(static_cast<size_t>(nblocks));
   parallel_chunks(nblocks, 1, [&](int64_t b0, int64_t b1) {
     for (int64_t b = b0; b < b1; ++b)
