@@ -10,6 +10,8 @@ packages=(
   python3-torch python3-torchvision python3-numpy python3-pil python3-scipy
   python3-matplotlib python3-ipywidgets python3-nbclient python3-ipykernel
   python3-tqdm python3-pytest
+  python3-flask python3-h5py jupyter-notebook
+  chromium chromium-driver python3-selenium
   pybind11-dev libstb-dev libxtensor-dev doctest-dev libbenchmark-dev
 )
 
