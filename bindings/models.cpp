@@ -18,6 +18,7 @@ py::dict to_dict(const std::vector<std::pair<std::string, torch::Tensor>>& items
 }  // namespace
 
 void init_models(py::module_& m) {
+  init_py_model_state(m);
   m.def("layers", [](py::object model) {
     py::list out;
     for (auto& l : to_model(model).layers())

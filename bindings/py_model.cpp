@@ -3,6 +3,7 @@
 
 #include <map>
 #include <set>
+#include <thread>
 
 #include "cnnviz/detail/names.hpp"
 #include "cnnviz/script_model.hpp"
@@ -16,17 +17,19 @@ struct StopForward : std::exception {
   const char* what() const noexcept override { return "cnnviz: forward stopped after capture"; }
 };
 
+py::module_* c_module = nullptr;  // cnnviz._C, set by init_py_model_state
+
 py::handle stop_forward_type() {
-  // Registered once, on first use, in the _C module.
-  static py::handle type = [] {
-    auto m = py::module_::import("cnnviz._C");
-    return py::handle(py::register_exception<StopForward>(m, "_StopForward").ptr());
-  }();
+  static py::handle type = py::handle(py::register_exception<StopForward>(*c_module, "_StopForward").ptr());
   return type;
 }
 
-/// Module -> {layer name: number of calls in its last complete forward}. Lets a later
-/// capture stop early even for requests of the last call ("name").
+/// module -> {plan key: {layer name: number of calls in a complete forward} or None}. Lets a
+/// later capture stop early even for requests of the last call ("name"). The key holds what
+/// decides the number of calls besides tensor values: the input's shape, grad mode, guided
+/// ReLUs, and every module's identity and train/eval flag. Values decide it only where the
+/// forward reads them into Python (ValueReadMode): such a model's entry is None, and
+/// requests of a last call always run the whole forward.
 py::object& call_count_cache() {
   static auto* cache = new py::object(py::module_::import("weakref").attr("WeakKeyDictionary")());
   return *cache;
@@ -35,6 +38,12 @@ py::object& call_count_cache() {
 /// module -> {layer name: whether a later op of the forward writes its output in place}.
 /// Only such layers hand a copy downstream; the others skip a copy per captured layer.
 py::object& inplace_cache() {
+  static auto* cache = new py::object(py::module_::import("weakref").attr("WeakKeyDictionary")());
+  return *cache;
+}
+
+/// ScriptModule -> capsule of its ScriptModel (see script_model_for).
+py::object& script_model_cache() {
   static auto* cache = new py::object(py::module_::import("weakref").attr("WeakKeyDictionary")());
   return *cache;
 }
@@ -79,9 +88,9 @@ class HookGuard {
         e.discard_as_unraisable(__func__);
       }
     }
-    if (mode_) {
+    for (auto it = modes_.rbegin(); it != modes_.rend(); ++it) {
       try {
-        mode_.attr("__exit__")(py::none(), py::none(), py::none());
+        it->attr("__exit__")(py::none(), py::none(), py::none());
       } catch (py::error_already_set& e) {
         e.discard_as_unraisable(__func__);
       }
@@ -90,12 +99,12 @@ class HookGuard {
   void add(py::object handle) { handles_.push_back(std::move(handle)); }
   void enter(py::object mode) {
     mode.attr("__enter__")();
-    mode_ = std::move(mode);
+    modes_.push_back(std::move(mode));
   }
 
  private:
   std::vector<py::object> handles_;
-  py::object mode_;
+  std::vector<py::object> modes_;
 };
 
 }  // namespace
@@ -117,6 +126,25 @@ PyModel::PyModel(py::object module) : module_(std::move(module)) {
     info.is_leaf = py::len(py::list(mod.attr("children")())) == 0;
     layers_.push_back(std::move(info));
   }
+  py::list structure;
+  auto nn = py::module_::import("torch.nn.modules");
+  py::tuple train_dependent = py::make_tuple(nn.attr("batchnorm").attr("_NormBase"), nn.attr("dropout").attr("_DropoutNd"));
+  std::string training_layer;
+  for (auto item : module_.attr("modules")()) {
+    const bool training = item.attr("training").cast<bool>();
+    structure.append(py::make_tuple(py::int_(reinterpret_cast<uintptr_t>(item.ptr())), training));
+    if (training && training_layer.empty() && py::isinstance(item, train_dependent))
+      training_layer = py::str(item.get_type().attr("__name__"));
+  }
+  structure_ = py::tuple(structure);
+  // In training mode batch norm uses (and updates) batch statistics and dropout is random:
+  // explanations then describe another function than the model's predictions.
+  if (!training_layer.empty()) {
+    std::string msg = "cnnviz: the model is in training mode (its " + training_layer +
+                      " layers use batch statistics or random dropout, and batch norm running statistics "
+                      "change), so results differ from its eval-mode predictions; call model.eval() first";
+    if (PyErr_WarnEx(PyExc_UserWarning, msg.c_str(), 1) != 0) throw py::error_already_set();
+  }
 }
 
 torch::Tensor PyModel::forward(const torch::Tensor& x) {
@@ -134,17 +162,27 @@ CaptureResult PyModel::capture(const torch::Tensor& x, const CaptureRequest& req
 
   // Which call of each layer finishes the request, where known: lets the forward stop.
   py::object cache = call_count_cache();
-  py::dict known = cache.contains(module_) ? py::dict(cache[module_]) : py::dict();
+  if (!cache.contains(module_)) cache[module_] = py::dict();
+  py::dict plans = cache[module_];
+  py::tuple key = py::make_tuple(py::tuple(py::cast(x.sizes().vec())), structure_,
+                                 at::GradMode::is_enabled(), static_cast<int>(request.relu));
+  py::object known = plans.contains(key) ? py::object(plans[key]) : py::object(py::dict());
+  const bool data_dependent = known.is_none();
   std::map<std::string, int64_t> last_needed;
-  bool can_stop = !request.need_output;
+  bool can_stop = !request.need_output, learn = false;
   for (auto& r : parsed) {
     int64_t idx = r.call;
-    if (idx < 0) {
-      if (known.contains(r.name)) idx = known[py::str(r.name)].cast<int64_t>() - 1;
-      else can_stop = false;
-    }
+    const bool counted = !data_dependent && known.contains(r.name);
+    if (idx < 0 && counted) idx = known[py::str(r.name)].cast<int64_t>() - 1;
+    if (idx < 0) can_stop = false;
+    learn = learn || (!data_dependent && !counted);
     last_needed[r.name] = std::max(last_needed[r.name], idx);
   }
+  // A forward that teaches call counts watches for reads of tensor values into Python.
+  learn = learn && !can_stop;
+  py::object value_reads = learn
+                               ? py::module_::import("cnnviz._value_reads").attr("ValueReadMode")()
+                               : py::object();
 
   std::map<std::string, std::vector<torch::Tensor>> calls;
   for (auto& kv : last_needed) calls[kv.first];
@@ -173,11 +211,14 @@ CaptureResult PyModel::capture(const torch::Tensor& x, const CaptureRequest& req
   {
     HookGuard guard;
     py::object get_submodule = module_.attr("get_submodule");
+    // Hooks act only in this thread: other threads may run the same module meanwhile.
+    const auto owner = std::this_thread::get_id();
     for (auto& kv : last_needed) {
       const std::string name = kv.first;
       const bool copy = wants_copy(name);
-      auto hook = py::cpp_function([&calls, &satisfied, &copies, &uncopied, can_stop, copy, name](
+      auto hook = py::cpp_function([&calls, &satisfied, &copies, &uncopied, can_stop, copy, name, owner](
                                        py::handle, py::handle, py::handle out) -> py::object {
+        if (std::this_thread::get_id() != owner) return py::none();
         auto t = first_tensor(out);
         calls[name].push_back(t);
         if (can_stop && satisfied()) throw StopForward();
@@ -196,6 +237,7 @@ CaptureResult PyModel::capture(const torch::Tensor& x, const CaptureRequest& req
     // nn.ReLU6, in-place ReLUs and F.relu/torch.relu in a forward.
     if (request.relu == ReluMode::guided)
       guard.enter(py::module_::import("cnnviz._guided").attr("GuidedReluMode")());
+    if (value_reads) guard.enter(value_reads);
     stop_forward_type();
     try {
       py::object out = module_(x);
@@ -219,11 +261,14 @@ CaptureResult PyModel::capture(const torch::Tensor& x, const CaptureRequest& req
       bool w = c._version() != 0;
       if (w || !inplace.contains(name)) inplace[py::str(name)] = w;
     }
-    py::dict counts;
-    for (auto& kv : calls) counts[py::str(kv.first)] = kv.second.size();
-    py::dict merged(known);
-    for (auto item : counts) merged[item.first] = item.second;
-    cache[module_] = merged;
+    if (value_reads && py::len(plans) >= 64) plans.clear();  // bounded: shapes come and go
+    if (value_reads && value_reads.attr("read").cast<bool>()) {
+      plans[key] = py::none();
+    } else if (value_reads) {
+      py::dict merged(known);
+      for (auto& kv : calls) merged[py::str(kv.first)] = kv.second.size();
+      plans[key] = merged;
+    }
   }
   for (auto& r : parsed) {
     auto& c = calls[r.name];
@@ -261,10 +306,18 @@ std::string PyModel::describe() const {
   return py::str(module_.get_type().attr("__name__"));
 }
 
+void init_py_model_state(py::module_& m) {
+  c_module = new py::module_(m);
+  stop_forward_type();
+  call_count_cache();
+  inplace_cache();
+  script_model_cache();
+}
+
 /// One ScriptModel per ScriptModule, kept while the module lives, so its compiled capture
 /// graphs serve every later call (weak keys: the entry goes with the module).
 AnyModel script_model_for(const py::handle& obj) {
-  static auto* cache = new py::object(py::module_::import("weakref").attr("WeakKeyDictionary")());
+  auto* cache = &script_model_cache();
   using Ptr = std::shared_ptr<ScriptModel>;
   if (cache->contains(obj)) return *static_cast<Ptr*>(py::capsule((*cache)[obj]).get_pointer());
   auto model = std::make_shared<ScriptModel>(py::cast<torch::jit::Module>(obj.attr("_c")));

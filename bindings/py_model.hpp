@@ -28,7 +28,13 @@ class PyModel final : public ModelBase {
  private:
   py::object module_;
   std::vector<LayerInfo> layers_;  // named_modules() at construction
+  py::tuple structure_;            // (id, training) of every module: part of the call-count key
 };
+
+/// Creates PyModel's process-wide caches at import: created on first use instead, two
+/// threads could deadlock (one holding the GIL waits for the static's initialization, the
+/// other for the GIL).
+void init_py_model_state(py::module_& m);
 
 /// A model from Python: a torch.jit.ScriptModule becomes a ScriptModel (runs without
 /// calling back into Python), a torch.nn.Module a PyModel, a plain callable a

@@ -16,7 +16,9 @@
 #include <algorithm>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -150,20 +152,52 @@ class AnyModel {
   std::shared_ptr<ModelBase> impl_;
 };
 
+namespace detail {
+/// Parameters frozen by running FreezeParameters scopes, with how many hold each: calls
+/// that overlap in several threads share one freeze, and the last to end restores it.
+struct FrozenRegistry {
+  std::mutex mutex;
+  std::unordered_map<const c10::TensorImpl*, std::pair<torch::Tensor, int64_t>> held;
+  static FrozenRegistry& get() {
+    static auto* r = new FrozenRegistry();  // never destroyed: scopes may end at exit
+    return *r;
+  }
+};
+}  // namespace detail
+
 /// Sets requires_grad=false on every parameter for its lifetime and restores the flags
-/// after, so algorithms differentiate with respect to their inputs only.
+/// after, so algorithms differentiate with respect to their inputs only. Overlapping
+/// scopes in several threads are counted: the flags come back when the last one ends.
+/// (Meanwhile the model's own forwards in other threads see requires_grad=false: their
+/// values are unchanged, but they build no graph through the parameters.)
 class FreezeParameters {
  public:
   explicit FreezeParameters(const AnyModel& model) {
-    for (auto& p : model.parameters()) {
-      if (p.requires_grad()) {
-        frozen_.push_back(p);
+    auto params = model.parameters();
+    auto& reg = detail::FrozenRegistry::get();
+    std::lock_guard<std::mutex> lock(reg.mutex);
+    for (auto& p : params) {
+      auto it = reg.held.find(p.unsafeGetTensorImpl());
+      if (it != reg.held.end()) {
+        ++it->second.second;
+      } else if (p.requires_grad()) {
+        reg.held.emplace(p.unsafeGetTensorImpl(), std::make_pair(p, int64_t{1}));
         p.requires_grad_(false);
+      } else {
+        continue;
       }
+      frozen_.push_back(p);
     }
   }
   ~FreezeParameters() {
-    for (auto& p : frozen_) p.requires_grad_(true);
+    auto& reg = detail::FrozenRegistry::get();
+    std::lock_guard<std::mutex> lock(reg.mutex);
+    for (auto& p : frozen_) {
+      auto it = reg.held.find(p.unsafeGetTensorImpl());
+      if (it == reg.held.end() || --it->second.second > 0) continue;
+      reg.held.erase(it);
+      p.requires_grad_(true);
+    }
   }
   FreezeParameters(const FreezeParameters&) = delete;
   FreezeParameters& operator=(const FreezeParameters&) = delete;
