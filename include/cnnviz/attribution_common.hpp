@@ -11,6 +11,7 @@
 #include <utility>
 #include <vector>
 
+#include "cnnviz/detail/checked_size.hpp"
 #include "cnnviz/detail/normalization.hpp"
 #include "cnnviz/image.hpp"
 #include "cnnviz/model.hpp"
@@ -150,9 +151,10 @@ inline void check_batch_size(int64_t batch_size) {
 inline bool for_each_batch(int64_t total, int64_t batch_size, const ProgressCallback& progress,
                            const std::function<double(int64_t, int64_t)>& fn) {
   check_batch_size(batch_size);
-  const int64_t chunks = (total + batch_size - 1) / batch_size;
+  TORCH_CHECK_VALUE(total >= 0, "cnnviz: the number of items must be non-negative, got ", total);
+  const int64_t chunks = total / batch_size + (total % batch_size != 0);
   for (int64_t k = 0; k < chunks; ++k) {
-    const int64_t begin = total * k / chunks, end = total * (k + 1) / chunks;
+    const int64_t begin = scaled(total, k, chunks), end = scaled(total, k + 1, chunks);
     double value = fn(begin, end);
     if (!report(progress, end, total, value)) return end == total;
   }

@@ -69,7 +69,7 @@ inline Attribution smooth_grad(const AnyModel& model, const torch::Tensor& x, co
   auto sum = torch::zeros_like(x);
   auto count = torch::zeros({n}, x.options());
   // Item k is sample k / N of image k % N, so every batch mixes images evenly.
-  const int64_t total = n * options.samples();
+  const int64_t total = detail::checked_product(n, options.samples(), "smooth_grad", "images", "samples");
   bool done = detail::for_each_batch(total, options.batch_size(), options.progress(), [&](int64_t b, int64_t e) {
     const int64_t c = ride && b == 0 ? n : 0;  // clean images in front of this batch
     auto idx = torch::arange(b, e, x.options().dtype(torch::kLong)).remainder(n);

@@ -161,14 +161,15 @@ inline CamResult score_cams(const AnyModel& model, const torch::Tensor& x, const
     auto a = kv.second.detach();
     const int64_t c = a.size(1);
     std::vector<torch::Tensor> weights;
-    for (size_t k = 0; k < ts.size(); ++k) weights.push_back(torch::zeros({n * c}, x.options()));
+    const int64_t items = checked_product(n, c, "score_cam", "images", "channels");
+    for (size_t k = 0; k < ts.size(); ++k) weights.push_back(torch::zeros({items}, x.options()));
     // Item i is channel i % C of image i / C.
     auto flat_acts = a.reshape({n * c, a.size(2), a.size(3)});
     ProgressCallback progress;
     if (o.progress())
       progress = [&](int64_t step, int64_t, double v) { return o.progress()(done_before + step, total, v); };
     if (!stopped)
-      stopped = !for_each_batch(n * c, o.batch_size(), progress, [&](int64_t b, int64_t e) {
+      stopped = !for_each_batch(items, o.batch_size(), progress, [&](int64_t b, int64_t e) {
         auto idx = torch::arange(b, e, x.options().dtype(torch::kLong));
         auto img = idx.div(c, "floor");
         auto m = upsample_maps(flat_acts.slice(0, b, e).to(x.scalar_type()), h, w).flatten(1);

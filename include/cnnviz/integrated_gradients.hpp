@@ -130,6 +130,7 @@ inline IntegratedGradientsResult integrated_gradients(const AnyModel& model, con
   check_image_batch(x);
   TORCH_CHECK_VALUE(options.steps() >= 1, "cnnviz: steps must be positive, got ", options.steps());
   detail::check_batch_size(options.batch_size());
+  const int64_t total = detail::checked_product(x.size(0), options.steps(), "integrated_gradients", "images", "steps");
   auto [nodes, weights] = detail::quadrature(options.method(), options.steps());
   FreezeParameters frozen(model);
   const int64_t n = x.size(0);
@@ -147,7 +148,7 @@ inline IntegratedGradientsResult integrated_gradients(const AnyModel& model, con
   auto weight = torch::tensor(weights, torch::kDouble).to(x.device(), x.scalar_type());
   auto sum = torch::zeros_like(x);
   // Item k is path point k / N of image k % N.
-  bool done = detail::for_each_batch(n * options.steps(), options.batch_size(), options.progress(),
+  bool done = detail::for_each_batch(total, options.batch_size(), options.progress(),
                                      [&](int64_t b, int64_t e) {
     auto idx = torch::arange(b, e, x.options().dtype(torch::kLong));
     auto img = idx.remainder(n), step = idx.div(n, "floor");

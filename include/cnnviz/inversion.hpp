@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "cnnviz/detail/checked_capture.hpp"
+#include "cnnviz/detail/checked_size.hpp"
 #include "cnnviz/detail/gaussian_filter.hpp"
 #include "cnnviz/detail/normalization.hpp"
 #include "cnnviz/detail/optimizer.hpp"
@@ -293,6 +294,7 @@ inline std::vector<InversionResult> invert_layers(const AnyModel& model, const t
   }
   std::vector<InversionResult> results;
   const int64_t L = static_cast<int64_t>(layers.size()), T = options.iterations();
+  detail::checked_product(L, T, "invert_layers", "layers", "iterations");
   for (int64_t l = 0; l < L; ++l) {
     ProgressCallback cb;
     if (options.progress())

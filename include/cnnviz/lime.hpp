@@ -149,6 +149,7 @@ inline LimeResult lime(const AnyModel& model, const torch::Tensor& x, const Targ
   FreezeParameters frozen(model);
   torch::NoGradGuard no_grad;
   const int64_t n = x.size(0), h = x.size(2), w = x.size(3), m = options.samples();
+  const int64_t total = detail::checked_product(n, m, "lime", "images", "samples");
   LimeResult r;
   r.segments = detail::lime_segments(x, options);
   r.logits = detail::logits_of(model, x);
@@ -167,7 +168,7 @@ inline LimeResult lime(const AnyModel& model, const torch::Tensor& x, const Targ
     auto flat_seg = seg.flatten();
     ProgressCallback progress;
     if (options.progress())
-      progress = [&](int64_t step, int64_t, double v) { return options.progress()(done_before + step, n * m, v); };
+      progress = [&](int64_t step, int64_t, double v) { return options.progress()(done_before + step, total, v); };
     int64_t ran = m;
     bool done = detail::for_each_batch(m, options.batch_size(), progress, [&](int64_t b, int64_t e) {
       // Each pixel takes its segment's on/off value.

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "cnnviz/detail/checked_capture.hpp"
+#include "cnnviz/detail/checked_size.hpp"
 #include "cnnviz/detail/gaussian_filter.hpp"
 #include "cnnviz/detail/normalization.hpp"
 #include "cnnviz/detail/optimizer.hpp"
@@ -464,7 +465,7 @@ inline DeepDreamResult deep_dream(const AnyModel& model, const torch::Tensor& x,
   };
   std::mt19937_64 rng(static_cast<uint64_t>(o.seed()));
   detail::LossLog log(o.progress());
-  const int64_t total = o.octaves() * o.iterations();
+  const int64_t total = detail::checked_product(o.octaves(), o.iterations(), "deep_dream", "octaves", "iterations");
   DeepDreamResult result;
   CaptureRequest request{layers, false};
   auto source = x.detach();

@@ -66,18 +66,20 @@ inline OcclusionResult occlusion(const AnyModel& model, const torch::Tensor& x, 
   detail::check_batch_size(options.batch_size());
   FreezeParameters frozen(model);
   torch::NoGradGuard no_grad;
-  const int64_t nh = (h - wh) / sh + 1, nw = (w - ww) / sw + 1, positions = nh * nw;
+  const int64_t nh = (h - wh) / sh + 1, nw = (w - ww) / sw + 1;
+  const int64_t positions = detail::checked_product(nh, nw, "occlusion", "window rows", "window columns");
+  const int64_t items = detail::checked_product(n, positions, "occlusion", "images", "window positions");
   OcclusionResult r;
   r.logits = detail::logits_of(model, x);
   r.target = target.resolve(r.logits);
   auto clean = detail::class_score(r.logits, r.target, options.score());
-  auto drops = torch::zeros({n * positions}, x.options());
+  auto drops = torch::zeros({items}, x.options());
   auto sum = torch::zeros({n, h, w}, x.options());
   auto count = torch::zeros({n, h, w}, x.options());
   auto rows = torch::arange(h, x.options().dtype(torch::kLong)).view({1, h});
   auto cols = torch::arange(w, x.options().dtype(torch::kLong)).view({1, w});
   // Item k is window position k % P of image k / P.
-  bool done = detail::for_each_batch(n * positions, options.batch_size(), options.progress(),
+  bool done = detail::for_each_batch(items, options.batch_size(), options.progress(),
                                      [&](int64_t b, int64_t e) {
     auto idx = torch::arange(b, e, x.options().dtype(torch::kLong));
     auto img = idx.div(positions, "floor"), pos = idx.remainder(positions);
