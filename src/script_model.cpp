@@ -12,6 +12,7 @@
 
 #include "cnnviz/detail/guided.hpp"
 #include "cnnviz/detail/names.hpp"
+#include "cnnviz/detail/paths.hpp"
 
 // The guided-backprop rule as a TorchScript-callable op, inserted after ReLUs in guided
 // capture graphs.
@@ -124,6 +125,7 @@ ScriptModel::ScriptModel(torch::jit::Module module)
 }
 
 ScriptModel ScriptModel::load(const std::string& path) {
+  detail::check_path(path, "ScriptModel::load");
   torch::jit::Module m;
   try {
     m = torch::jit::load(path);

@@ -58,6 +58,18 @@ inline void check_attack(const torch::Tensor& x, double eps, bool targeted, cons
                     "cnnviz: a targeted attack needs a target class (the predicted class is already reached)");
 }
 
+/// Refuses inputs whose pixels (x * std + mean) leave [0, 1]: the attack clamps to that
+/// range, so such an input would be changed even by eps = 0. Usually x was normalized with
+/// other statistics than `mean`/`std`, or not normalized at all.
+inline void check_pixel_range(const torch::Tensor& pixels, const char* fn) {
+  constexpr double tol = 1e-3;  // rounding of preprocess and of image formats
+  torch::NoGradGuard no_grad;
+  const double lo = pixels.min().item<double>(), hi = pixels.max().item<double>();
+  TORCH_CHECK_VALUE(lo >= -tol && hi <= 1 + tol, "cnnviz: ", fn, ": x is outside the pixel range its normalization "
+                    "implies: x * std + mean spans [", lo, ", ", hi, "], not [0, 1]; pass the mean and std x was "
+                    "normalized with (cnnviz.preprocess uses ImageNet's unless told otherwise)");
+}
+
 /// One forward and backward at x: the logits, the resolved target, the mean cross-entropy
 /// and the sign of its gradient with respect to x. The gradient in pixels is this one
 /// divided by the (positive) std, so the signs agree.
@@ -101,13 +113,17 @@ inline AdversarialResult fgsm(const AnyModel& model, const torch::Tensor& x, con
   detail::check_attack(x, options.eps(), options.targeted(), target);
   FreezeParameters frozen(model);
   auto [mean, std] = detail::normalization_stats(options.normalization(), x, "fgsm");
+  auto pixels = x.detach() * std + mean;
+  detail::check_pixel_range(pixels, "fgsm");
   auto g = detail::loss_gradient(model, x, target);
   AdversarialResult r;
   r.logits_before = g.logits;
   r.target = g.target;
   auto sign = g.sign;
-  auto pixels = x.detach() * std + mean;
-  auto adv = (pixels + (options.targeted() ? -options.eps() : options.eps()) * sign).clamp(0, 1);
+  // [0, 1], widened to the pixel itself where rounding put it just outside: eps = 0 changes nothing.
+  auto adv = torch::max(torch::min(pixels + (options.targeted() ? -options.eps() : options.eps()) * sign,
+                                   pixels.clamp_min(1)),
+                        pixels.clamp_max(0));
   return detail::finish_attack(model, x, pixels, adv, mean, std, options.targeted(), std::move(r));
 }
 
@@ -121,11 +137,13 @@ inline AdversarialResult pgd(const AnyModel& model, const torch::Tensor& x, cons
   TORCH_CHECK_VALUE(options.steps() >= 1, "cnnviz: steps must be positive, got ", options.steps());
   FreezeParameters frozen(model);
   auto [mean, std] = detail::normalization_stats(options.normalization(), x, "pgd");
+  auto pixels = x.detach() * std + mean;
+  detail::check_pixel_range(pixels, "pgd");
   AdversarialResult r;
   r.logits_before = detail::logits_of(model, x);
   r.target = target.resolve(r.logits_before);
-  auto pixels = x.detach() * std + mean;
-  auto lo = (pixels - options.eps()).clamp_min(0), hi = (pixels + options.eps()).clamp_max(1);
+  auto lo = torch::max(pixels - options.eps(), pixels.clamp_max(0));
+  auto hi = torch::min(pixels + options.eps(), pixels.clamp_min(1));
   auto adv = pixels.clone();
   if (options.random_start())
     adv = torch::max(torch::min(pixels + torch::empty_like(pixels).uniform_(-options.eps(), options.eps()), hi), lo);

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "cnnviz/detail/paths.hpp"
 #include "cnnviz/model.hpp"
 
 namespace cnnviz {
@@ -152,6 +153,7 @@ struct Prediction {
 
 /// Class names one a line (as in labels/imagenet_classes.txt).
 inline std::vector<std::string> load_labels(const std::string& path) {
+  detail::check_path(path, "load_labels");
   std::ifstream in(path);
   TORCH_CHECK_VALUE(in.good(), "cnnviz: cannot read labels file '", path, "'");
   std::vector<std::string> labels;

@@ -382,6 +382,13 @@ inline torch::Tensor preprocess(const torch::Tensor& image, const PreprocessOpti
   TORCH_CHECK_VALUE((std > 0).all().item<bool>(), "cnnviz: preprocess: std must be positive");
 
   auto t = detail::image_hwc(image, "image");
+  if (t.is_floating_point()) {
+    // Float images are [0, 1]; a [0, 255] one would come out about 255 times too bright.
+    const double lo = t.min().item<double>(), hi = t.max().item<double>();
+    TORCH_CHECK_VALUE(lo >= -1e-3 && hi <= 1 + 1e-3, "cnnviz: preprocess: a floating point image must have "
+                      "values in [0, 1], got [", lo, ", ", hi, "]", hi > 2 && lo >= 0 ? "; divide a [0, 255] image by 255"
+                      : "");
+  }
   const int64_t h = t.size(0), w = t.size(1);
   // The size after resizing, and the window of it that is kept.
   int64_t oh = h, ow = w;

@@ -5,6 +5,8 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
+
 #include <cmath>
 #include <string>
 
@@ -68,6 +70,17 @@ inline std::pair<torch::Tensor, torch::Tensor> metric_inputs(const torch::Tensor
   auto x = to_nchw(a), y = to_nchw(b);
   TORCH_CHECK_VALUE(detail::all_finite(x) && detail::all_finite(y), "cnnviz: ", fn,
                     ": the inputs contain NaN or infinite values");
+  if (!data_range && a.is_floating_point()) {
+    // The default range 1 fits images in [0, 1] only: normalized model inputs (about
+    // [-2.1, 2.6] for ImageNet's statistics) would be compared at the wrong scale.
+    torch::NoGradGuard no_grad;
+    const double lo = std::min(x.min().item<double>(), y.min().item<double>());
+    const double hi = std::max(x.max().item<double>(), y.max().item<double>());
+    TORCH_CHECK_VALUE(lo >= -0.1 && hi <= 1.1, "cnnviz: ", fn, ": float inputs span [", lo, ", ", hi,
+                      "], not [0, 1], so the default data_range of 1 does not fit them; pass data_range (the "
+                      "span of valid values), or compare deprocessed images (cnnviz.deprocess) instead of "
+                      "normalized model inputs");
+  }
   return {x, y};
 }
 

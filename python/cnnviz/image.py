@@ -7,6 +7,7 @@ normalized ``(N, 3, H, W)`` float batch. Every function that takes an image acce
 from __future__ import annotations
 
 import os
+import warnings
 from typing import TYPE_CHECKING, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -87,6 +88,27 @@ def _to_tensor(image: ImageLike) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(arr).copy())
 
 
+def _float_pixels(t: torch.Tensor, fn: str) -> torch.Tensor:
+    """A float image's values checked against [0, 1], the range every image function
+    assumes: one that looks like [0, 255] (maximum above 2) is divided by 255 with a warning,
+    other values outside [0, 1] are refused (negative ones usually mean a normalized model
+    input, which deprocess() turns back into an image)."""
+    if not t.is_floating_point() or t.numel() == 0:
+        return t
+    lo, hi = float(t.min()), float(t.max())
+    if not (lo == lo and hi == hi) or (lo >= -1e-3 and hi <= 1 + 1e-3):
+        return t  # in range (NaN and inf are refused by the native checks)
+    if lo >= 0 and 2 < hi <= 255:
+        warnings.warn(f"cnnviz: {fn}: the float image has values up to {hi:.4g}, beyond [0, 1]; treating it "
+                      "as a [0, 255] image and dividing by 255 (pass uint8, or floats in [0, 1])",
+                      UserWarning, stacklevel=3)
+        return t / 255
+    hint = ("; this looks like a normalized model input: use deprocess() to get an image back" if lo < 0
+            else "; pass uint8, or floats in [0, 1]")
+    raise ValueError(f"cnnviz: {fn}: a float image must have values in [0, 1] (or [0, 255]), "
+                     f"got [{lo:.4g}, {hi:.4g}]{hint}")
+
+
 def as_image_tensor(image: ImageLike) -> torch.Tensor:
     """Any image as a contiguous ``(H, W, 3)`` uint8 tensor.
 
@@ -95,7 +117,7 @@ def as_image_tensor(image: ImageLike) -> torch.Tensor:
     replicated, alpha dropped, floats scaled by 255 and rounded. A normalized model input
     ``(1, 3, H, W)`` is not an image: use :func:`deprocess`.
     """
-    return _C.as_image_tensor(_to_tensor(image))
+    return _C.as_image_tensor(_float_pixels(_to_tensor(image), "as_image_tensor"))
 
 
 def load_image(
@@ -134,7 +156,7 @@ def encode_image(image: ImageLike, format: str = "png", quality: int = _D["quali
     """Encodes an image as ``"png"``, ``"jpeg"`` (``"jpg"``) or ``"bmp"`` bytes. ``(H, W)``
     images are written as gray, ``(H, W, 4)`` as RGBA (PNG, BMP); ``quality`` (1-100) is the
     JPEG quality."""
-    return _C.encode_image(_to_tensor(image), format, quality)
+    return _C.encode_image(_float_pixels(_to_tensor(image), "encode_image"), format, quality)
 
 
 def save_image(image: ImageLike, path: PathLike, quality: int = _D["quality"]) -> None:
@@ -142,7 +164,7 @@ def save_image(image: ImageLike, path: PathLike, quality: int = _D["quality"]) -
     ``.jpeg``, ``.bmp``; another extension raises ValueError). Accepts ``(H, W)``,
     ``(H, W, 3)`` and ``(H, W, 4)`` images, uint8 or float in ``[0, 1]`` (PIL images and numpy
     arrays too). To save a model input, :func:`deprocess` it first."""
-    _C.save_image(_to_tensor(image), os.fspath(path), quality)
+    _C.save_image(_float_pixels(_to_tensor(image), "save_image"), os.fspath(path), quality)
 
 
 def _size_pair(size, name: str) -> Optional[Tuple[int, int]]:
@@ -156,7 +178,7 @@ def _size_pair(size, name: str) -> Optional[Tuple[int, int]]:
     return size
 
 
-def _image_input(image: ImageLike) -> torch.Tensor:
+def _image_input(image: ImageLike, fn: str = "preprocess") -> torch.Tensor:
     """Image for the native side; float images keep their precision."""
     t = _to_tensor(image)
     if t.dim() == 4 or (t.dim() == 3 and t.shape[0] in (1, 3) and t.shape[-1] not in (1, 3, 4)):
@@ -164,7 +186,7 @@ def _image_input(image: ImageLike) -> torch.Tensor:
             f"cnnviz: expected an image (H, W, 3), got a tensor of shape {tuple(t.shape)}; "
             "this looks like a model input (N, C, H, W): use deprocess() to get an image back"
         )
-    return t
+    return _float_pixels(t, fn)
 
 
 def preprocess(
@@ -249,7 +271,23 @@ def overlay(
     """Blends a heatmap ``(h, w)`` of any size (resized bilinearly to the image) colored with
     ``colormap`` over an image: ``(1 - alpha) * image + alpha * color``, ``(H, W, 3)`` uint8.
     The heatmap is scaled min-max unless ``vmin``/``vmax`` are given."""
-    return _C.overlay(_image_input(image), _map_tensor(heatmap), alpha, colormap, vmin, vmax)
+    return _C.overlay(_image_input(image, "overlay"), _map_tensor(heatmap), alpha, colormap, vmin, vmax)
+
+
+def _warn_if_clipped(batch) -> None:
+    """make_grid shows float values in [0, 1]: a normalized model input (about [-2.1, 2.6])
+    would lose most of its pixels to clipping without a word."""
+    floats = [t for t in (batch if isinstance(batch, list) else [batch])
+              if isinstance(t, torch.Tensor) and t.is_floating_point() and t.numel()]
+    if not floats:
+        return
+    with torch.no_grad():
+        total = sum(t.numel() for t in floats)
+        outside = sum(int(((t < -1e-3) | (t > 1 + 1e-3)).sum()) for t in floats)
+    if outside:
+        warnings.warn(f"cnnviz: make_grid: {outside / total:.0%} of the float values lie outside [0, 1] and are "
+                      "clipped; deprocess() normalized model inputs first, or pass normalize=True",
+                      UserWarning, stacklevel=3)
 
 
 def make_grid(
@@ -278,4 +316,6 @@ def make_grid(
         batch = [
             t if isinstance(t, torch.Tensor) and t.is_floating_point() else as_image_tensor(t) for t in items
         ]
+    if not normalize and not scale_each:
+        _warn_if_clipped(batch)
     return _C.make_grid(batch, nrow, padding, pad_value, normalize, scale_each, colormap or "")

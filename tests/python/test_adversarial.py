@@ -100,7 +100,8 @@ def test_layer_divergence_equals_hooks(resnet20):
 
 def test_bad_input():
     net = small_net(dtype=torch.float32)
-    x = torch.randn(2, 3, 8, 8)
+    mean = torch.tensor(cnnviz.IMAGENET_MEAN).view(1, 3, 1, 1)
+    x = (torch.rand(2, 3, 8, 8) - mean) / torch.tensor(cnnviz.IMAGENET_STD).view(1, 3, 1, 1)
     with pytest.raises(ValueError, match="eps must be non-negative"):
         cnnviz.fgsm(net, x, eps=-0.1)
     with pytest.raises(ValueError, match="eps must be non-negative"):
