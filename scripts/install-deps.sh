@@ -13,6 +13,7 @@ packages=(
   python3-flask python3-h5py jupyter-notebook
   chromium chromium-driver python3-selenium
   pybind11-dev libstb-dev libxtensor-dev doctest-dev libbenchmark-dev
+  clang libclang-rt-14-dev
 )
 
 missing=()

@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cctype>
 #include <cerrno>
 #include <climits>
@@ -20,6 +21,7 @@
 #include <stb_image.h>
 #include <stb_image_write.h>
 
+#include "cnnviz/detail/paths.hpp"
 #include "cnnviz/image.hpp"
 #include "stb_decode.hpp"
 
@@ -34,8 +36,22 @@ std::string describe(const std::string& source) {
   throw std::system_error(err, std::generic_category(), what);
 }
 
+const char* file_kind(mode_t mode) {
+  if (S_ISDIR(mode)) return "a directory";
+  if (S_ISFIFO(mode)) return "a named pipe";
+  if (S_ISCHR(mode)) return "a character device";
+  if (S_ISBLK(mode)) return "a block device";
+  if (S_ISSOCK(mode)) return "a socket";
+  return "not a regular file";
+}
+
+/// Reads an image file whole, after checks that cost nothing: only regular files (a named
+/// pipe without a writer would block, /dev/zero never ends; O_NONBLOCK lets open() return
+/// for both), and only after the first bytes show an image signature (a large non-image
+/// file is refused without reading it).
 std::vector<uint8_t> read_file(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  detail::check_path(path, "load_image");
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
   if (fd < 0) throw_errno(errno, "cnnviz: cannot open '" + path + "'");
   struct Closer {
     int fd;
@@ -44,24 +60,33 @@ std::vector<uint8_t> read_file(const std::string& path) {
   struct stat st {};
   if (::fstat(fd, &st) != 0) throw_errno(errno, "cnnviz: cannot read '" + path + "'");
   if (S_ISDIR(st.st_mode)) throw_errno(EISDIR, "cnnviz: cannot read '" + path + "'");
-  std::vector<uint8_t> bytes;
-  if (S_ISREG(st.st_mode)) {
-    TORCH_CHECK_VALUE(st.st_size < INT_MAX, "cnnviz: cannot decode '", path, "': the file is too large (",
-                      st.st_size, " bytes)");
-    bytes.reserve(static_cast<size_t>(st.st_size));
-  }
-  uint8_t buffer[1 << 16];
-  for (;;) {
-    const ssize_t got = ::read(fd, buffer, sizeof(buffer));
-    if (got < 0) {
-      if (errno == EINTR) continue;
-      throw_errno(errno, "cnnviz: cannot read '" + path + "'");
+  TORCH_CHECK_VALUE(S_ISREG(st.st_mode), "cnnviz: cannot decode '", path, "': it is ", file_kind(st.st_mode),
+                    ", not an image file");
+  TORCH_CHECK_VALUE(st.st_size < INT_MAX, "cnnviz: cannot decode '", path, "': the file is too large (",
+                    st.st_size, " bytes)");
+  auto read_into = [&](uint8_t* dst, size_t want) {
+    size_t have = 0;
+    while (have < want) {
+      const ssize_t got = ::read(fd, dst + have, want - have);
+      if (got < 0) {
+        if (errno == EINTR) continue;
+        throw_errno(errno, "cnnviz: cannot read '" + path + "'");
+      }
+      if (got == 0) break;  // the file shrank meanwhile
+      have += static_cast<size_t>(got);
     }
-    if (got == 0) break;
-    TORCH_CHECK_VALUE(bytes.size() + static_cast<size_t>(got) < INT_MAX, "cnnviz: cannot decode '", path,
-                      "': the file is too large");
-    bytes.insert(bytes.end(), buffer, buffer + got);
-  }
+    return have;
+  };
+  // The signature first, so that a large non-image costs a 16-byte read, not its size.
+  uint8_t head[16];
+  const size_t head_size = read_into(head, std::min<size_t>(sizeof(head), static_cast<size_t>(st.st_size)));
+  TORCH_CHECK_VALUE(head_size < 8 || stb_decode::sniff(head, head_size) != stb_decode::Format::unknown,
+                    "cnnviz: cannot decode '", path, "': not a JPEG, PNG, BMP or GIF image (starts with ",
+                    stb_decode::first_bytes(head, head_size), ")");
+  std::vector<uint8_t> bytes(static_cast<size_t>(st.st_size));
+  std::copy(head, head + head_size, bytes.begin());
+  const size_t rest = head_size == sizeof(head) ? read_into(bytes.data() + head_size, bytes.size() - head_size) : 0;
+  bytes.resize(head_size + rest);
   return bytes;
 }
 
@@ -101,7 +126,6 @@ torch::Tensor decode_image(const torch::Tensor& bytes, const DecodeOptions& opti
 }
 
 torch::Tensor load_image(const std::string& path, const DecodeOptions& options) {
-  TORCH_CHECK_VALUE(!path.empty(), "cnnviz: load_image: the path is empty");
   auto bytes = read_file(path);
   return decode_image(bytes.data(), bytes.size(), options, path);
 }
@@ -142,6 +166,7 @@ std::vector<uint8_t> encode_image(const torch::Tensor& image, const std::string&
 }
 
 void save_image(const torch::Tensor& image, const std::string& path, int quality) {
+  detail::check_path(path, "save_image");
   const std::string ext = lower_extension(path);
   TORCH_CHECK_VALUE(ext == "png" || ext == "jpg" || ext == "jpeg" || ext == "bmp", "cnnviz: cannot save '", path,
                     "': unknown extension", ext.empty() ? std::string() : " '." + ext + "'",

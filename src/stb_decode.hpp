@@ -8,8 +8,12 @@
 // recognised by its signature (only JPEG, PNG, BMP and GIF: stb's other loaders, TGA above
 // all, accept nearly any bytes), the declared dimensions are read from the header and
 // bounded, BMP and GIF files are checked to be complete (stb pads truncated ones with
-// zeros instead of failing; its JPEG and PNG loaders fail on truncation themselves), and
-// JPEG scans are checked to use defined Huffman tables.
+// zeros instead of failing; so does its JPEG loader when entropy-coded data ends early,
+// which is caught by decoding a second time with other bytes where the data ends), JPEG
+// scans are checked to use defined Huffman tables, and the declared size is capped by what
+// the file's compressed data can possibly hold (deflate expands at most 1032:1, an LZW code
+// yields at most 4096 pixels, a JPEG block needs at least one bit): a 35-byte file cannot
+// make the decoder fill a gigabyte.
 
 #include <algorithm>
 #include <climits>
@@ -20,6 +24,7 @@
 #include <sstream>
 #include <string>
 #include <utility>
+#include <vector>
 
 namespace cnnviz {
 namespace stb_decode {
@@ -134,13 +139,16 @@ inline std::string bmp_problem(const uint8_t* d, size_t n) {
   return "";
 }
 
-// Walks a GIF's blocks up to the end of the first image's data.
-inline std::string gif_problem(const uint8_t* d, size_t n) {
-  auto skip_sub_blocks = [&](size_t& pos) {
+// Walks a GIF's blocks up to the end of the first image's data; `data_bytes` is the size of
+// that image's LZW data.
+inline std::string gif_problem(const uint8_t* d, size_t n, size_t& data_bytes) {
+  data_bytes = 0;
+  auto skip_sub_blocks = [&](size_t& pos, size_t* total) {
     while (pos < n) {
       const size_t len = d[pos++];
       if (len == 0) return true;
       pos += len;
+      if (total) *total += len;
     }
     return false;
   };
@@ -151,14 +159,15 @@ inline std::string gif_problem(const uint8_t* d, size_t n) {
     const uint8_t block = d[pos];
     if (block == 0x21) {  // extension: label, then sub-blocks
       pos += 2;
-      if (!skip_sub_blocks(pos)) break;
+      if (!skip_sub_blocks(pos, nullptr)) break;
     } else if (block == 0x2c) {  // image descriptor, local color table, LZW code size, data
       if (pos + 10 > n) break;
       const uint8_t packed = d[pos + 9];
       pos += 10;
       if (packed & 0x80) pos += 3u << ((packed & 7) + 1);
       pos += 1;
-      return skip_sub_blocks(pos) ? "" : "truncated GIF image data";
+      if (!skip_sub_blocks(pos, &data_bytes)) return "truncated GIF image data";
+      return data_bytes == 0 ? "GIF without pixel data (its image has no LZW data)" : "";
     } else if (block == 0x3b) {
       return "GIF without an image";
     } else {
@@ -168,6 +177,60 @@ inline std::string gif_problem(const uint8_t* d, size_t n) {
   return "truncated GIF";
 }
 
+// Walks a PNG's chunks: the total of the image data (IDAT) and the bits per pixel from the
+// header. Empty IDAT chunks are legal but make stb call memcpy(NULL, ..., 0) (undefined
+// behaviour): `drop_empty` is set when a copy without them should be decoded instead.
+struct PngInfo {
+  uint64_t idat_bytes = 0;
+  uint64_t bits_per_pixel = 0;
+  bool drop_empty = false;
+};
+inline std::string png_problem(const uint8_t* d, size_t n, PngInfo& info) {
+  size_t pos = 8;
+  bool header = false;
+  while (pos + 8 <= n) {
+    const uint64_t len = be32(d + pos);
+    const uint32_t type = be32(d + pos + 4);
+    if (len > n - pos - 8) break;  // truncated chunk: stb reports it
+    if (type == 0x49484452u && len >= 13) {  // IHDR: depth, colour type
+      const uint64_t depth = d[pos + 16], colour = d[pos + 17];
+      const uint64_t channels = colour == 0 || colour == 3 ? 1 : colour == 2 ? 3 : colour == 4 ? 2 : colour == 6 ? 4 : 0;
+      info.bits_per_pixel = depth * channels;
+      header = true;
+    } else if (type == 0x49444154u) {  // IDAT
+      info.idat_bytes += len;
+      if (len == 0) info.drop_empty = true;
+    } else if (type == 0x49454e44u) {  // IEND
+      break;
+    }
+    pos += 12 + len;
+  }
+  if (header && info.idat_bytes == 0) return "PNG without pixel data (no image data chunk)";
+  return "";
+}
+
+// The PNG without its empty IDAT chunks (see PngInfo).
+inline std::vector<uint8_t> png_without_empty_idat(const uint8_t* d, size_t n) {
+  std::vector<uint8_t> out(d, d + 8);
+  size_t pos = 8;
+  while (pos + 8 <= n) {
+    const uint64_t len = be32(d + pos);
+    const size_t end = len > n - pos - 8 || n - pos - 8 - len < 4 ? n : pos + 12 + static_cast<size_t>(len);
+    if (!(len == 0 && be32(d + pos + 4) == 0x49444154u)) out.insert(out.end(), d + pos, d + end);
+    pos = end;
+  }
+  out.insert(out.end(), d + pos, d + n);
+  return out;
+}
+
+// What the JPEG walk learns besides problems: the scans' entropy-coded bytes, and where the
+// last scan's data ends (the offset of the marker after it, or the file size).
+struct JpegInfo {
+  uint64_t scans = 0;
+  uint64_t entropy_bytes = 0;
+  size_t last_scan_end = 0;
+};
+
 // Checks a JPEG's Huffman tables where stb lacks checks that the fuzz target showed to
 // matter: a table may have at most 256 codes (stb writes past its arrays otherwise), and a
 // scan may use only tables defined before it (stb decodes with uninitialized ones
@@ -175,7 +238,7 @@ inline std::string gif_problem(const uint8_t* d, size_t n) {
 // stbi__decode_jpeg_image): junk skipped before the frame header, zeros read past the end,
 // entropy-coded data ended by the first marker other than a restart. Where stb would fail
 // anyway the walk may stop, or go on and be stricter; it must never skip what stb reads.
-inline std::string jpeg_problem(const uint8_t* d, size_t n) {
+inline std::string jpeg_problem(const uint8_t* d, size_t n, JpegInfo& info) {
   constexpr int kNone = 0xff;  // stb's STBI__MARKER_none
   auto at = [&](size_t i) -> unsigned { return i < n ? d[i] : 0; };
   auto be = [&](size_t i) { return (at(i) << 8) | at(i + 1); };
@@ -247,14 +310,22 @@ inline std::string jpeg_problem(const uint8_t* d, size_t n) {
       // The entropy-coded data runs to the first marker other than a restart; as in stb's bit
       // reader, a run of FF bytes followed by 00 is a data byte.
       pos += be(pos);
+      const size_t data_start = std::min(pos, n);
+      ++info.scans;
       for (;;) {
         while (pos < n && d[pos] != 0xff) ++pos;
         size_t q = pos;
         while (q < n && d[q] == 0xff) ++q;
-        if (q >= n) return "";
+        if (q >= n) {
+          info.entropy_bytes += n - data_start;
+          info.last_scan_end = n;
+          return "";
+        }
         if (d[q] != 0 && !(d[q] >= 0xd0 && d[q] <= 0xd7)) break;
         pos = q + 1;
       }
+      info.entropy_bytes += pos - data_start;
+      info.last_scan_end = pos;
     } else if (m == 0xdc) {  // DNL
       pos += 4;
     } else if (m == kNone || !process_marker(m, problem)) {
@@ -297,10 +368,35 @@ inline Decoded decode(const uint8_t* data, size_t size, int64_t max_side, int64_
   if (!within_limits(declared.first, declared.second)) return beyond(declared.first, declared.second);
   // Before stb looks at the data at all: stbi_info already parses JPEG tables.
   std::string problem;
+  size_t gif_bytes = 0;
+  PngInfo png;
+  JpegInfo jpeg;
   if (format == Format::bmp) problem = bmp_problem(data, size);
-  if (format == Format::gif) problem = gif_problem(data, size);
-  if (format == Format::jpeg) problem = jpeg_problem(data, size);
+  if (format == Format::gif) problem = gif_problem(data, size, gif_bytes);
+  if (format == Format::png) problem = png_problem(data, size, png);
+  if (format == Format::jpeg) {
+    problem = jpeg_problem(data, size, jpeg);
+    if (problem.empty() && jpeg.scans == 0 && declared.first > 0)
+      problem = "JPEG without pixel data (no scan)";
+  }
   if (!problem.empty()) return fail(problem);
+  // The most pixels the compressed data can hold (declared sizes of 0 are left to stb).
+  const double declared_pixels = static_cast<double>(declared.first) * static_cast<double>(declared.second);
+  double most = declared_pixels;
+  if (format == Format::gif) most = 4096.0 * static_cast<double>(gif_bytes);
+  if (format == Format::jpeg) most = 8192.0 * static_cast<double>(std::max<uint64_t>(jpeg.entropy_bytes, 1));
+  if (format == Format::png && png.bits_per_pixel > 0)
+    most = (1032.0 * static_cast<double>(png.idat_bytes) + 1032.0) * 8.0 / static_cast<double>(png.bits_per_pixel);
+  if (declared_pixels > most)
+    return fail("the " + name + " declares " + std::to_string(declared.first) + "x" +
+                std::to_string(declared.second) + " pixels, more than its " + std::to_string(size) +
+                " bytes can encode (truncated, or a decompression bomb)");
+  std::vector<uint8_t> copy;
+  if (png.drop_empty) {
+    copy = png_without_empty_idat(data, size);
+    data = copy.data();
+    size = copy.size();
+  }
   const int len = static_cast<int>(size);
   int w = 0, h = 0, comp = 0;
   if (!stbi_info_from_memory(data, len, &w, &h, &comp))
@@ -314,6 +410,23 @@ inline Decoded decode(const uint8_t* data, size_t size, int64_t max_side, int64_
   if (dw != w || dh != h) {
     stbi_image_free(pixels);
     return fail("corrupt " + name + " (decoded size differs from the header)");
+  }
+  if (format == Format::jpeg) {
+    // stb pads entropy-coded data that ends early with zeros. Decoded again with other bytes
+    // where the last scan's data ends, a complete file gives the same pixels (stb skips bytes
+    // before a marker); a truncated one reads them as image data.
+    std::vector<uint8_t> probe(data, data + jpeg.last_scan_end);
+    probe.insert(probe.end(), 32, 0xa5);
+    probe.insert(probe.end(), data + jpeg.last_scan_end, data + size);
+    int pw = 0, ph = 0, pc = 0;
+    uint8_t* again = stbi_load_from_memory(probe.data(), static_cast<int>(probe.size()), &pw, &ph, &pc, 3);
+    const bool same = again && pw == w && ph == h &&
+                      std::memcmp(again, pixels, static_cast<size_t>(w) * static_cast<size_t>(h) * 3) == 0;
+    if (again) stbi_image_free(again);
+    if (!same) {
+      stbi_image_free(pixels);
+      return fail("truncated JPEG (its entropy-coded data ends before the image is complete)");
+    }
   }
   out.pixels = pixels;
   out.width = w;
