@@ -11,6 +11,7 @@ and write their maps to disk. Contenders are interleaved over repeats; median an
 Usage:
   python benchmarks/compare_runs.py [--threads 2] [--images 1000] [--repeats 3]
   python benchmarks/compare_runs.py --scaling [--images 1000] [--repeats 3]
+  python benchmarks/compare_runs.py --resnet50 [--images 4]   (per-image cost behind docs/runs.md's estimate)
 (CNNVIZ_DATA must point at the sample data.) Prints Markdown tables.
 """
 from __future__ import annotations
@@ -143,6 +144,29 @@ def scaling(args):
         print(f"| {m} | " + " | ".join(cells) + f" | {ratio:.2f}x |")
 
 
+def resnet50_cost(args):
+    """Seconds and bytes per image of IG (32 steps) on ResNet-50 (torchvision architecture,
+    random weights: the cost does not depend on them) over ImageNet samples at 224x224, as
+    cnnviz.run stores it."""
+    import torchvision
+
+    torch.set_num_threads(args.threads)
+    model = torchvision.models.resnet50().eval()
+    folder = os.path.join(cnnviz.data_dir(), "images", "imagenet_samples")
+    paths = sorted(os.path.join(folder, f) for f in os.listdir(folder))[:args.images]
+    tmp = tempfile.mkdtemp(prefix="cnnviz-r50-")
+    try:
+        s = cnnviz.run(model, paths, [("ig", {"steps": IG_STEPS, "batch_size": 32})], os.path.join(tmp, "out"),
+                       batch_size=args.images, size=224, resize=256, progress=False)
+        chunks = os.path.join(tmp, "out", "chunks")
+        size = sum(os.path.getsize(os.path.join(chunks, f)) for f in os.listdir(chunks))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(f"ResNet-50, IG {IG_STEPS} steps, {args.images} images at 224x224, {args.threads} threads: "
+          f"{s.seconds / args.images:.2f} s per image ({s.seconds / args.images / IG_STEPS * 1000:.0f} ms per "
+          f"path point), {size / args.images / 1e3:.0f} kB per image stored")
+
+
 if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--threads", type=int, default=2)
@@ -150,6 +174,7 @@ if __name__ == "__main__":
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--scaling", action="store_true")
+    p.add_argument("--resnet50", action="store_true")
     p.add_argument("--methods", nargs="+", default=["saliency", "ig"])
     a = p.parse_args()
-    scaling(a) if a.scaling else compare(a)
+    scaling(a) if a.scaling else resnet50_cost(a) if a.resnet50 else compare(a)

@@ -12,8 +12,8 @@ import cnnviz
 from cnnviz.runs import AnalysisJob
 
 LAYER = "layer2"
-METHODS = ["saliency", "grad_cam", ("ig", {"steps": 8, "batch_size": 16}),
-           ("smooth_grad", {"samples": 4, "batch_size": 8})]
+METHODS = ["saliency", "grad_cam", ("ig", {"steps": 4, "batch_size": 16}),
+           ("smooth_grad", {"samples": 2, "batch_size": 8})]
 
 
 class ChannelMoments(AnalysisJob):

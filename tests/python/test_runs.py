@@ -85,7 +85,7 @@ def test_store_matches_direct_computation(reference, cifar_samples, resnet20):
     cam = cnnviz.grad_cam(resnet20, x[:2], "layer3")
     np.testing.assert_allclose(a["grad_cam/map"][:2], cam.map.detach().numpy(), atol=1e-5)
     # Integrated gradients: completeness deltas are those of the method, one per image.
-    ig = cnnviz.integrated_gradients(resnet20, x[:2], steps=8, batch_size=16)
+    ig = cnnviz.integrated_gradients(resnet20, x[:2], steps=4, batch_size=16)
     np.testing.assert_allclose(a["integrated_gradients/delta"][:2], ig.delta.numpy(), atol=1e-4)
     np.testing.assert_allclose(a["integrated_gradients/map"][:2], ig.map.numpy(), atol=1e-5)
     assert a["smooth_grad/map"].shape == (20, 32, 32)
