@@ -74,9 +74,9 @@ test-fuzz: $(FUZZ_BIN)
 # as LibTorch); Python itself is not instrumented, so libasan is preloaded and leaks are
 # not reported (the interpreter's own allocations would drown them). Not part of `make test`.
 ASAN_BUILD := build/asan
-ASAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+ASAN_FLAGS := -g1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 test-asan: venv
-	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCNNVIZ_BUILD_BENCHMARKS=OFF \
+	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Release -DCNNVIZ_BUILD_BENCHMARKS=OFF \
 	  -DCMAKE_CXX_FLAGS="$(ASAN_FLAGS)" -DCMAKE_SHARED_LINKER_FLAGS="-fsanitize=address,undefined" \
 	  -DCMAKE_MODULE_LINKER_FLAGS="-fsanitize=address,undefined" -DCMAKE_EXE_LINKER_FLAGS="-fsanitize=address,undefined" \
 	  -DCNNVIZ_PYTHON_EXECUTABLE=$(abspath $(PY)) -DPython3_EXECUTABLE=$(abspath $(PY))

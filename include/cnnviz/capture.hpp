@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "cnnviz/detail/checked_capture.hpp"
 #include "cnnviz/detail/paths.hpp"
 #include "cnnviz/model.hpp"
 
@@ -25,7 +26,7 @@ inline CaptureResult capture(const AnyModel& model, const torch::Tensor& x,
   CaptureRequest request;
   request.layers = layers;
   request.need_output = false;
-  return model.capture(x, request);
+  return model.capture(x, request);  // the model's own errors pass through unchanged
 }
 
 /// Feature maps of the named layers, or of every leaf layer when `layers` is empty, in
@@ -44,7 +45,7 @@ inline std::vector<std::pair<std::string, torch::Tensor>> feature_maps(
   request.layers = layers;
   request.need_output = false;
   request.skip_missing = all;
-  auto r = model.capture(x, request);
+  auto r = detail::checked_capture(model, x, request, "feature_maps");
   std::vector<std::pair<std::string, torch::Tensor>> out;
   for (auto& kv : r.activations)
     if (kv.second.defined()) out.push_back(kv);

@@ -451,6 +451,11 @@ inline DeepDreamResult deep_dream(const AnyModel& model, const torch::Tensor& x,
   TORCH_CHECK_VALUE(o.octaves() >= 1, "cnnviz: deep_dream: octaves must be at least 1, got ", o.octaves());
   TORCH_CHECK_VALUE(std::isfinite(o.octave_scale()) && o.octave_scale() >= 1, "cnnviz: deep_dream: octave_scale must "
                     "be >= 1, got ", o.octave_scale());
+  detail::checked_product(o.octaves(), o.iterations(), "deep_dream", "octaves", "iterations");
+  // One image size per octave is kept: more octaves than pixels per side cannot differ.
+  TORCH_CHECK_VALUE(o.octaves() <= std::max(x.size(2), x.size(3)), "cnnviz: deep_dream: ", o.octaves(),
+                    " octaves for a ", x.size(2), " x ", x.size(3), " image is too many: at most one per pixel of "
+                    "its longer side");
   TORCH_CHECK_VALUE(o.jitter() >= 0, "cnnviz: deep_dream: jitter must be >= 0");
   TORCH_CHECK_VALUE(std::isfinite(o.grad_blur_sigma()) && o.grad_blur_sigma() >= 0, "cnnviz: deep_dream: "
                     "grad_blur_sigma must be >= 0");
@@ -475,7 +480,7 @@ inline DeepDreamResult deep_dream(const AnyModel& model, const torch::Tensor& x,
   };
   std::mt19937_64 rng(static_cast<uint64_t>(o.seed()));
   detail::LossLog log(o.progress());
-  const int64_t total = detail::checked_product(o.octaves(), o.iterations(), "deep_dream", "octaves", "iterations");
+  const int64_t total = o.octaves() * o.iterations();  // checked above
   DeepDreamResult result;
   CaptureRequest request{layers, false};
   auto source = x.detach();

@@ -76,7 +76,7 @@ inline std::pair<torch::Tensor, torch::Tensor> metric_inputs(const torch::Tensor
     torch::NoGradGuard no_grad;
     const double lo = std::min(x.min().item<double>(), y.min().item<double>());
     const double hi = std::max(x.max().item<double>(), y.max().item<double>());
-    TORCH_CHECK_VALUE(lo >= -0.1 && hi <= 1.1, "cnnviz: ", fn, ": float inputs span [", lo, ", ", hi,
+    TORCH_CHECK_VALUE(lo >= -0.5 && hi <= 1.5, "cnnviz: ", fn, ": float inputs span [", lo, ", ", hi,
                       "], not [0, 1], so the default data_range of 1 does not fit them; pass data_range (the "
                       "span of valid values), or compare deprocessed images (cnnviz.deprocess) instead of "
                       "normalized model inputs");
