@@ -240,3 +240,6 @@ def show_attribution(
         fig.suptitle(title)
     fig.tight_layout()
     return _finish(fig, show)
+
+
+from ._plot_faithfulness import *  # noqa: E402,F401,F403  (analysis figures)
