@@ -2,6 +2,8 @@
 // classes carry the defaults; the Python wrappers (cnnviz/optimization.py) fill them.
 #include "attribution_util.hpp"
 
+#include <pybind11/functional.h>  // on_snapshot: a Python callable, called with the GIL taken
+
 #include "cnnviz/inversion.hpp"
 #include "cnnviz/maximization.hpp"
 
@@ -58,6 +60,7 @@ void bind_inversion(py::module_& m) {
   CNNVIZ_OPTION(c, InversionOptions, mean);
   CNNVIZ_OPTION(c, InversionOptions, std);
   CNNVIZ_OPTION(c, InversionOptions, snapshot_every);
+  CNNVIZ_OPTION(c, InversionOptions, on_snapshot);
   CNNVIZ_OPTION(c, InversionOptions, batch_layers);
 
   py::class_<InversionResult>(m, "InversionResult")
@@ -147,6 +150,7 @@ void bind_maximization(py::module_& m) {
   CNNVIZ_OPTION(c, MaximizeOptions, mean);
   CNNVIZ_OPTION(c, MaximizeOptions, std);
   CNNVIZ_OPTION(c, MaximizeOptions, snapshot_every);
+  CNNVIZ_OPTION(c, MaximizeOptions, on_snapshot);
 
   py::class_<MaximizeResult>(m, "MaximizeResult")
       .def_readonly("image", &MaximizeResult::image)
@@ -213,6 +217,8 @@ void bind_deep_dream(py::module_& m) {
   CNNVIZ_OPTION(c, DeepDreamOptions, mean);
   CNNVIZ_OPTION(c, DeepDreamOptions, std);
   CNNVIZ_OPTION(c, DeepDreamOptions, seed);
+  CNNVIZ_OPTION(c, DeepDreamOptions, snapshot_every);
+  CNNVIZ_OPTION(c, DeepDreamOptions, on_snapshot);
 
   py::class_<DeepDreamResult>(m, "DeepDreamResult")
       .def_readonly("image", &DeepDreamResult::image)

@@ -2,6 +2,7 @@
 // Umbrella header: all of cnnviz.
 #include "cnnviz/model.hpp"
 #include "cnnviz/progress.hpp"
+#include "cnnviz/snapshot.hpp"
 #include "cnnviz/capture.hpp"
 #include "cnnviz/script_model.hpp"
 #include "cnnviz/image.hpp"

@@ -25,6 +25,7 @@
 #include "cnnviz/image.hpp"
 #include "cnnviz/model.hpp"
 #include "cnnviz/progress.hpp"
+#include "cnnviz/snapshot.hpp"
 #include "cnnviz/regularizers.hpp"
 
 namespace cnnviz {
@@ -131,7 +132,10 @@ struct MaximizeOptions {
   /// The model's input normalization: images are made in [0, 1] and normalized with it.
   TORCH_ARG(std::vector<double>, mean) = kImageNetMean;
   TORCH_ARG(std::vector<double>, std) = kImageNetStd;
+  /// Keep a copy of the images every this many steps (0: none).
   TORCH_ARG(int64_t, snapshot_every) = 0;
+  /// Also handed each snapshot (B, 3, H, W), normalized, as it is taken.
+  TORCH_ARG(SnapshotCallback, on_snapshot) = nullptr;
   TORCH_ARG(ProgressCallback, progress) = nullptr;
 };
 
@@ -181,6 +185,10 @@ struct DeepDreamOptions {
   TORCH_ARG(std::vector<double>, mean) = kImageNetMean;
   TORCH_ARG(std::vector<double>, std) = kImageNetStd;
   TORCH_ARG(int64_t, seed) = 0;
+  /// Every this many steps (counted over all octaves) on_snapshot gets the current image
+  /// (N, C, h, w) at the octave's size, normalized like x (0: never).
+  TORCH_ARG(int64_t, snapshot_every) = 0;
+  TORCH_ARG(SnapshotCallback, on_snapshot) = nullptr;
   TORCH_ARG(ProgressCallback, progress) = nullptr;
 };
 
@@ -395,6 +403,7 @@ inline MaximizeResult maximize(const AnyModel& model, const Objective& objective
       torch::NoGradGuard no_grad;
       result.snapshots.push_back(to_input(p).detach());
       result.snapshot_steps.push_back(step);
+      if (o.on_snapshot()) o.on_snapshot()(step, result.snapshots.back());
     }
     if (!log.record(loss / static_cast<double>(B), step, T)) {
       result.stopped_early = true;
@@ -483,6 +492,7 @@ inline DeepDreamResult deep_dream(const AnyModel& model, const torch::Tensor& x,
   TORCH_CHECK_VALUE(std::isfinite(o.grad_blur_sigma()) && o.grad_blur_sigma() >= 0, "cnnviz: deep_dream: "
                     "grad_blur_sigma must be >= 0");
   TORCH_CHECK_VALUE(o.seed() >= 0, "cnnviz: deep_dream: seed must be >= 0");
+  TORCH_CHECK_VALUE(o.snapshot_every() >= 0, "cnnviz: deep_dream: snapshot_every must be >= 0");
   const int64_t H = x.size(2), W = x.size(3);
   std::vector<std::pair<int64_t, int64_t>> sizes;
   for (int64_t k = 0; k < o.octaves(); ++k) {
@@ -532,7 +542,10 @@ inline DeepDreamResult deep_dream(const AnyModel& model, const torch::Tensor& x,
         img.add_(g, o.learning_rate());
         if (lo.defined()) at::clamp_(img, lo, hi);
       }
-      if (!log.record(loss, k * o.iterations() + i + 1, total)) {
+      const int64_t step = k * o.iterations() + i + 1;
+      if (o.on_snapshot() && o.snapshot_every() > 0 && step % o.snapshot_every() == 0)
+        o.on_snapshot()(step, img.detach().clone());
+      if (!log.record(loss, step, total)) {
         result.stopped_early = true;
         break;
       }

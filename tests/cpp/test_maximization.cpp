@@ -162,6 +162,13 @@ TEST_CASE("maximize: one SGD step on pixels equals plain autograd; deterministic
   // Snapshots, and the progress callback stops the loop.
   auto snap = cnnviz::maximize(model, Objective::channel("3", 1), cnnviz::MaximizeOptions(opts).snapshot_every(2));
   CHECK(snap.snapshot_steps == std::vector<int64_t>{2, 4});
+  std::vector<int64_t> seen_steps;
+  std::vector<torch::Tensor> seen;
+  cnnviz::maximize(model, Objective::channel("3", 1), cnnviz::MaximizeOptions(opts).snapshot_every(2).on_snapshot(
+      [&](int64_t step, const at::Tensor& img) { seen_steps.push_back(step), seen.push_back(img); }));
+  CHECK(seen_steps == snap.snapshot_steps);
+  REQUIRE(seen.size() == 2);
+  CHECK(torch::equal(seen[1], snap.snapshots[1]));
   auto stopped = cnnviz::maximize(model, Objective::channel("3", 1), cnnviz::MaximizeOptions(opts).progress(
       [](int64_t step, int64_t, double) { return step < 2; }));
   CHECK(stopped.stopped_early);
@@ -249,6 +256,16 @@ TEST_CASE("deep_dream: raises the layer's activation energy and keeps the image 
   CHECK(stopped.stopped_early);
   CHECK(stopped.image.sizes() == x.sizes());
   CHECK(stopped.losses.size(0) == 3);
+  // on_snapshot: every 5 steps over the octaves, at each octave's size; the last is the result.
+  std::vector<int64_t> seen_steps;
+  std::vector<torch::Tensor> seen;
+  cnnviz::deep_dream(model, x, "3", cnnviz::DeepDreamOptions(opts).snapshot_every(5).on_snapshot(
+      [&](int64_t step, const at::Tensor& img) { seen_steps.push_back(step), seen.push_back(img); }));
+  CHECK(seen_steps == std::vector<int64_t>{5, 10, 15});
+  REQUIRE(seen.size() == 3);
+  CHECK(seen[0].size(2) < seen[2].size(2));
+  CHECK(torch::equal(seen[2], r.image));
+  CHECK_THROWS_AS(cnnviz::deep_dream(model, x, "3", cnnviz::DeepDreamOptions().snapshot_every(-1)), c10::ValueError);
   // One step, one octave, no jitter: x + lr * g / mean|g| by plain autograd.
   auto one = cnnviz::deep_dream(model, x, "3", cnnviz::DeepDreamOptions().iterations(1).octaves(1).jitter(0)
                                                    .clamp_pixels(false).learning_rate(0.1));

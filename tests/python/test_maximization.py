@@ -135,6 +135,11 @@ def test_deterministic_progress_and_ctrl_c(net):
     assert r.stopped_early and len(r.losses) == 3
     r = cnnviz.maximize(net, "layer1.1", channel=0, iterations=2, size=16, progress=True, snapshot_every=1)
     assert r.snapshot_steps == [1, 2]
+    seen = []
+    r = cnnviz.maximize(net, "layer1.1", channel=[0, 1], iterations=4, size=16, snapshot_every=2,
+                        on_snapshot=lambda step, img: seen.append((step, img)))
+    assert [s for s, _ in seen] == r.snapshot_steps == [2, 4]
+    assert seen[-1][1].shape == (2, 3, 16, 16) and torch.equal(seen[-1][1], r.snapshots[-1])
 
     def press_ctrl_c(step, total, loss):
         if step == 2:
