@@ -37,7 +37,10 @@ from .adversarial import *  # noqa: E402,F401,F403
 from .metrics import *  # noqa: E402,F401,F403
 from .faithfulness import *  # noqa: E402,F401,F403
 from .layer_analysis import *  # noqa: E402,F401,F403
+from .filter_analysis import *  # noqa: E402,F401,F403
+from .representation import *  # noqa: E402,F401,F403
 from . import cnn_utils, zoo  # noqa: E402,F401
+from .runs import RunSummary, open_run, run  # noqa: E402,F401
 
 
 def data_dir() -> str:

@@ -243,3 +243,4 @@ def show_attribution(
 
 
 from ._plot_faithfulness import *  # noqa: E402,F401,F403  (analysis figures)
+from ._plot_filters import *  # noqa: E402,F401,F403  filter statistics, redundancy, CKA
