@@ -3,11 +3,11 @@ sanity check and the adversarial report (challenge 4), as figures and one HTML p
 
 ``run(model, x, out_dir, iterations=...)`` takes the model and a batch of normalized photos
 (the first is the main one) and writes under out_dir:
-  06_layer_information.png    SSIM/PSNR of each layer's inversion vs depth, bottleneck marked
-  07_deletion_insertion.png   Grad-CAM against a random map of the CAM's resolution
-  08_sanity_check.png         saliency's correlation as MobileNetV2 is randomized from the top
-  09_adversarial_report.png   PGD example, predictions, saliency before/after, layer divergence
-  analysis.html               the four figures with their numbers
+  20_layer_information.png    SSIM/PSNR of each layer's inversion vs depth, bottleneck marked
+  21_deletion_insertion.png   Grad-CAM against a random map of the CAM's resolution
+  22_sanity_check.png         saliency's correlation as MobileNetV2 is randomized from the top
+  23_adversarial_report.png   PGD example, predictions, saliency before/after, layer divergence
+  analysis_faithfulness.html  the four figures with their numbers
 
 Standalone: python examples/demo_analysis_faithfulness.py [--out out] [--image PATH]
 """
@@ -41,7 +41,7 @@ def run(model, x, out_dir, iterations=60, labels="imagenet"):
     layers = ["features.1", "features.3", "features.6", "features.10", "features.14", "features.17"]
     info = cnnviz.layer_information(model, x0, layers, iterations=iterations, optimizer="adam", learning_rate=0.05)
     print(f"  layer information ({iterations} Adam steps per layer, {time.perf_counter() - t:.0f} s): {info!r}")
-    fig = _save(cnnviz.plot.show_layer_information(info, x0), out_dir, "06_layer_information.png")
+    fig = _save(cnnviz.plot.show_layer_information(info, x0), out_dir, "20_layer_information.png")
     rows = "".join(f"<tr><td>{n}</td><td>{int(c)}x{int(h)}x{int(w)}</td><td>{float(s):.3f}</td>"
                    f"<td>{float(p):.1f}</td></tr>"
                    for n, c, h, w, s, p in zip(info.layers, info.channels, info.height, info.width,
@@ -61,7 +61,7 @@ def run(model, x, out_dir, iterations=60, labels="imagenet"):
     print(f"  deletion/insertion ({time.perf_counter() - t:.0f} s): Grad-CAM {r_cam!r}; random {r_rnd!r}")
     fig = _save(cnnviz.plot.show_deletion_insertion({"Grad-CAM": r_cam, "random 7x7": r_rnd},
                                                     title=f"{x.shape[0]} photos, MobileNetV2"),
-                out_dir, "07_deletion_insertion.png")
+                out_dir, "21_deletion_insertion.png")
     sections.append(("Deletion and insertion (Petsiuk et al. 2018)", fig,
                      f"<p>Mean deletion AUC: Grad-CAM {float(r_cam.deletion_auc.mean()):.3f}, random "
                      f"{float(r_rnd.deletion_auc.mean()):.3f} (lower is better). Mean insertion AUC: Grad-CAM "
@@ -71,7 +71,7 @@ def run(model, x, out_dir, iterations=60, labels="imagenet"):
     t = time.perf_counter()
     sc = cnnviz.sanity_check("saliency", model, x0, group_depth=2)
     print(f"  sanity check ({time.perf_counter() - t:.0f} s): {sc!r}")
-    fig = _save(cnnviz.plot.show_sanity_check(sc, x0), out_dir, "08_sanity_check.png")
+    fig = _save(cnnviz.plot.show_sanity_check(sc, x0), out_dir, "22_sanity_check.png")
     rho = sc.rank_correlation[:, 0]
     sections.append(("Sanity check: model-parameter randomization (Adebayo et al. 2018)", fig,
                      f"<p>Saliency's rank correlation with the trained model's map: {float(rho[0]):.2f} after "
@@ -81,7 +81,7 @@ def run(model, x, out_dir, iterations=60, labels="imagenet"):
     t = time.perf_counter()
     rep = cnnviz.adversarial_report(model, x0, eps=2 / 255, steps=10)
     print(f"  adversarial report ({time.perf_counter() - t:.0f} s): {rep!r}")
-    fig = _save(cnnviz.plot.show_adversarial_report(rep, x0, labels=labels), out_dir, "09_adversarial_report.png")
+    fig = _save(cnnviz.plot.show_adversarial_report(rep, x0, labels=labels), out_dir, "23_adversarial_report.png")
     before, after = int(rep.attack.prediction_before[0]), int(rep.attack.prediction_after[0])
     sections.append(("Adversarial report (challenge 4)", fig,
                      f"<p>PGD, 10 steps within 2/255: {html.escape(names[before] if names else str(before))} &rarr; "
@@ -91,7 +91,7 @@ def run(model, x, out_dir, iterations=60, labels="imagenet"):
 
     body = "".join(f"<h2>{html.escape(title)}</h2><img src='{fig}' style='max-width:100%'>{text}"
                    for title, fig, text in sections)
-    page = os.path.join(out_dir, "analysis.html")
+    page = os.path.join(out_dir, "analysis_faithfulness.html")
     with open(page, "w") as f:
         f.write("<!doctype html><meta charset='utf-8'><title>cnnviz analyses</title>"
                 "<style>body{font-family:sans-serif;max-width:1100px;margin:auto}td,th{padding:2px 8px}</style>"
