@@ -97,7 +97,8 @@ def layer_information(model, x: torch.Tensor, layers: Union[LayerLike, Sequence[
         setattr(inv, key, list(value) if key in ("mean", "std") else value)
     o = _C.LayerInformationOptions()
     o.inversion, o.ssim_window_size, o.ssim_sigma = inv, ssim_window_size, ssim_sigma
-    with Progress(progress, iterations * len(names), "layer_information") as p:
+    total = iterations * (1 if inv.batch_layers else len(names))
+    with Progress(progress, total, "layer_information") as p:
         r = _C.layer_information(model, x, names, o, p.callback())
     warn_if_interrupted(r, "layer_information")
     return r

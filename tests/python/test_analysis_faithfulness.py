@@ -304,3 +304,36 @@ def test_adversarial_report_on_resnet20(resnet20, cifar_samples):
         cnnviz.adversarial_report(resnet20, x, attack="cw")
     with pytest.raises(ValueError, match="unknown layer"):
         cnnviz.adversarial_report(resnet20, x, layers=["layer7"])
+
+
+def test_figures(tmp_path):
+    pytest.importorskip("matplotlib")
+    import cnnviz.plot
+    from matplotlib.figure import Figure
+
+    model = VggLike().eval()
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 16, 16)
+    info = cnnviz.layer_information(model, x, [1, 3, 6], iterations=3)
+    cam = cnnviz.grad_cam(model, x, "features.5")
+    di = cnnviz.deletion_insertion(model, x, cam, steps=4)
+    rnd = cnnviz.deletion_insertion(model, x, torch.rand(2, 16, 16), target=cam.target, steps=4)
+    sc = cnnviz.sanity_check("saliency", model, x)
+    rep = cnnviz.adversarial_report(model, x, steps=2)
+    figures = {
+        "info": cnnviz.plot.show_layer_information(info, x),
+        "di": cnnviz.plot.show_deletion_insertion({"Grad-CAM": di, "random": rnd}),
+        "di_one": cnnviz.plot.show_deletion_insertion(di, index=1),
+        "sc": cnnviz.plot.show_sanity_check(sc, x, max_maps=2),
+        "rep": cnnviz.plot.show_adversarial_report(rep, x, labels=None),
+    }
+    for name, fig in figures.items():
+        assert isinstance(fig, Figure), name
+        fig.savefig(tmp_path / f"{name}.png")
+        assert (tmp_path / f"{name}.png").stat().st_size > 1000
+    # Curves drawn are the result's: the mean deletion curve of the first entry.
+    line = [l for l in figures["di"].axes[0].lines if l.get_linewidth() == 2][0]
+    np.testing.assert_allclose(line.get_ydata(), di.deletion.double().mean(0).numpy())
+    assert len(figures["info"].axes) == 2 + 1 + 3  # curve, twin, input, three inversions
+    with pytest.raises(ValueError, match="no results"):
+        cnnviz.plot.show_deletion_insertion({})
