@@ -522,3 +522,5 @@ def show_metric_vs_depth(
     fig = _new_figure(show, figsize or (max(6.0, 0.8 * len(depths) + 3), 4.0))
     draw(fig.subplots())
     return _finish(fig, show)
+
+from ._plot_filters import *  # noqa: E402,F401,F403  filter statistics, redundancy, CKA
