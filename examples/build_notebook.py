@@ -63,11 +63,11 @@ import cnnviz.plot as cplot
 
 FAST = os.environ.get("CNNVIZ_NOTEBOOK_FAST", "") not in ("", "0")
 # Iteration counts: the notebook's settings, or a few steps for a smoke run.
-ITERS = 4 if FAST else 200           # feature inversion
-MAX_ITERS = 8 if FAST else 128       # activation maximization
-VGG_SIZE = 112 if FAST else 224      # VGG16 input side
+ITERS = 2 if FAST else 200           # feature inversion
+MAX_ITERS = 2 if FAST else 128       # activation maximization
+SIZE = 112 if FAST else 224          # input side for the inversions (MobileNetV2 and VGG16)
 torch.manual_seed(0)
-torch.set_num_threads(os.cpu_count() or 1)
+# torch.set_num_threads(2)            # more threads help on an idle machine, hurt on a busy one
 %matplotlib inline
 plt.rcParams["figure.dpi"] = 80
 
@@ -121,6 +121,7 @@ photos = {os.path.splitext(p)[0]: cnnviz.load_image(os.path.join(IMAGES, p)) for
 x_all = torch.cat([cnnviz.preprocess(img, size=224, resize=256) for img in photos.values()])
 names = list(photos)
 x = x_all[:1]                                   # the cat, as in the original notebook
+x_inv = cnnviz.preprocess(photos["cat_chelsea"], size=SIZE, resize=round(SIZE * 256 / 224))
 preds = cnnviz.predict(mobilenet, x_all, k=3)
 for n, p in zip(names, preds):
     print(f"{n:16s}", ", ".join(f"{q.label} {q.probability:.2f}" for q in p))
@@ -167,15 +168,15 @@ image so that structure can be compared across depths).
 code(r"""
 INV = dict(iterations=ITERS, optimizer="adam", learning_rate=0.05, clamp_pixels=True, seed=0)
 t0 = time.perf_counter()
-inv = cnnviz.invert(mobilenet, x, "features.6", snapshot_every=max(1, ITERS // 6), **INV)
-cplot.show_inversion_progress(inv, original=x, title="Inverting MobileNetV2 features.6")
+inv = cnnviz.invert(mobilenet, x_inv, "features.6", snapshot_every=max(1, ITERS // 6), **INV)
+cplot.show_inversion_progress(inv, original=x_inv, title="Inverting MobileNetV2 features.6")
 print(f"{ITERS} steps in {time.perf_counter() - t0:.1f} s; loss {inv.losses[0]:.3g} -> {inv.final_loss:.3g}")
 """, figure="inversion")
 
 code(r"""
 INV_LAYERS = ["features.1", "features.3", "features.6", "features.10", "features.13", "features.17"]
-inversions = cnnviz.invert_layers(mobilenet, x, INV_LAYERS, **INV)
-cplot.show_images([x] + [inversions[l].image for l in INV_LAYERS], titles=["original"] + INV_LAYERS,
+inversions = cnnviz.invert_layers(mobilenet, x_inv, INV_LAYERS, **INV)
+cplot.show_images([x_inv] + [inversions[l].image for l in INV_LAYERS], titles=["original"] + INV_LAYERS,
                   ncols=7, stretch=True, suptitle="MobileNetV2: reconstructions from increasing depth")
 """, figure="inversion-depths")
 
@@ -202,39 +203,31 @@ others (high max / mean ratio).
 
 code(r"""
 LAYER1 = "features.10"
+# Consistent: above the layer's average for at least 6 of the 8 photos; specific: for at most 2.
+stats = cnnviz.filter_statistics(mobilenet, x_all, LAYER1, keep_per_image=True, consistent_fraction=0.75,
+                                 specific_fraction=0.25)
+consistent = stats.consistent[:8].tolist()
+specific = stats.specific[:8].tolist()
+print(f"{LAYER1}: {stats.mean.numel()} filters over {stats.count} photos")
+print("consistently active filters:", consistent)
+print("image-specific filters:", [f"{c} ({names[int(stats.top_indices[c, 0])]}, selectivity "
+                                   f"{stats.selectivity[c]:.2f})" for c in specific])
+cplot.show_filter_statistics(stats, image_labels=names, title=f"{LAYER1}: responses per photo")
 acts = cnnviz.feature_maps(mobilenet, x_all, [LAYER1])[LAYER1]       # (N, C, h, w)
-per_image = acts.mean(dim=(2, 3))                                      # (N, C) mean response
-mean_c, std_c = per_image.mean(0), per_image.std(0)
-consistency = mean_c / (std_c + 1e-6)                                  # high: active everywhere
-specificity = per_image.max(0).values / (mean_c.abs() + 1e-6)          # high: one photo dominates
-active = mean_c > mean_c.median()
-consistent = torch.argsort(torch.where(active, consistency, torch.full_like(consistency, -1e9)), descending=True)[:8]
-specific = torch.argsort(torch.where(per_image.max(0).values > 0, specificity, torch.zeros_like(specificity)),
-                         descending=True)[:8]
-spec_owner = per_image[:, specific].argmax(0)
-print(f"{LAYER1}: {acts.shape[1]} filters over {len(names)} photos")
-print("consistently active filters:", consistent.tolist())
-print("image-specific filters:", [f"{int(c)} ({names[int(o)]})" for c, o in zip(specific, spec_owner)])
-
-fig, ax = plt.subplots(figsize=(12, 3.5), layout="constrained")
-cols = torch.cat([consistent, specific])
-im = ax.imshow(per_image[:, cols].numpy(), aspect="auto", cmap="viridis")
-ax.set_yticks(range(len(names)), names)
-ax.set_xticks(range(len(cols)), [f"{int(c)}" for c in cols])
-ax.axvline(len(consistent) - 0.5, color="white", lw=2)
-ax.set_title(f"{LAYER1}: mean response per photo (left: consistent filters, right: image-specific)")
-fig.colorbar(im, ax=ax)
-plt.show()
-tiles = torch.stack([acts[i, c] for c in cols[:4].tolist() + cols[8:12].tolist() for i in range(len(names))])
+cols = consistent[:4] + specific[:4]
+tiles = torch.stack([acts[i, c] for c in cols for i in range(len(names))])
 cplot.show_grid(tiles.unsqueeze(1), nrow=len(names), normalize=True, scale_each=True, colormap="viridis",
+                labels=[f"f{c}" if i == 0 else "" for c in cols for i in range(len(names))],
                 title="rows: 4 consistent then 4 image-specific filters; columns: " + ", ".join(names))
 """, figure="challenge-1")
 
 md(r"""
 ## Challenge 2: filter specialization
 
-The ten filters the cat excites most in an early and a late layer (`cnnviz.top_filters`),
-and for each an image that maximizes it (`cnnviz.maximize`, Fourier parameterization with
+The ten filters the cat excites most in an early and a late layer, ranked against each
+filter's typical response over all eight photos (`cnnviz.top_filters(..., reference=
+cnnviz.filter_statistics(...))`: raw activations favour filters that respond to anything), and
+for each an image that maximizes it (`cnnviz.maximize`, Fourier parameterization with
 decorrelated colours and random transforms).
 """)
 
@@ -242,8 +235,9 @@ code(r"""
 SPECIAL = {"early": "features.3", "late": "features.14"}
 specialization = {}
 for depth, layer in SPECIAL.items():
-    top = cnnviz.top_filters(mobilenet, x, layer, k=10)
-    channels = [int(c) for c in top.channels]
+    reference = cnnviz.filter_statistics(mobilenet, x_all, layer)
+    top = cnnviz.top_filters(mobilenet, x, layer, k=10, reference=reference)
+    channels = top.channels[0].tolist()
     result = cnnviz.maximize(mobilenet, layer, channel=channels, iterations=MAX_ITERS,
                              size=128 if not FAST else 64, seed=0)
     specialization[depth] = (layer, top, result)
@@ -264,7 +258,7 @@ against depth. The bottleneck is where the similarity drops most between consecu
 code(r"""
 VGG_DEPTHS = [1, 5, 10, 15, 20, 25, 30]
 vgg_layers = [f"features.{d}" for d in VGG_DEPTHS]
-x_vgg = cnnviz.preprocess(photos["cat_chelsea"], size=VGG_SIZE)
+x_vgg = cnnviz.preprocess(photos["cat_chelsea"], size=SIZE)
 t0 = time.perf_counter()
 vgg_inv = cnnviz.invert_layers(vgg, x_vgg, vgg_layers, iterations=ITERS, seed=0)  # the notebook's SGD settings
 vgg_time = time.perf_counter() - t0
@@ -289,8 +283,8 @@ print(f"{len(vgg_layers)} inversions x {ITERS} steps in {vgg_time:.0f} s; larges
 code(r"""
 # MobileNetV2's matching depths: the same fractions of its 19 feature stages.
 MB_LAYERS = [f"features.{round(d / 30 * 18)}" for d in VGG_DEPTHS]
-mb_ssim, mb_psnr = similarity([inversions[l] if l in inversions else cnnviz.invert(mobilenet, x, l, **INV)
-                               for l in MB_LAYERS], cnnviz.deprocess(x))
+mb_ssim, mb_psnr = similarity([inversions[l] if l in inversions else cnnviz.invert(mobilenet, x_inv, l, **INV)
+                               for l in MB_LAYERS], cnnviz.deprocess(x_inv))
 cplot.show_metric_vs_depth(MB_LAYERS, {"SSIM": mb_ssim, "PSNR (dB)": mb_psnr}, labels=MB_LAYERS,
                            title="Information preserved by MobileNetV2 stages")
 mb_drop = int(np.argmax(mb_ssim[:-1] - mb_ssim[1:]))
@@ -332,7 +326,7 @@ md(r"""
 
 The pretrained CIFAR-10 ResNet-20 and ResNet-56: summary, first-layer filters, Grad-CAM and an
 inversion on CIFAR-10 test images; then how similar the two networks' representations are,
-stage by stage, by linear CKA (Kornblith et al. 2019) over the 20 sample images.
+stage by stage, by linear CKA (Kornblith et al. 2019, `cnnviz.cka`) over the 20 sample images.
 """)
 
 code(r"""
@@ -362,32 +356,12 @@ cplot.show_images([xc[:1]] + [r.image for r in res_inv.values()], titles=["origi
 """, figure="challenge-5")
 
 code(r"""
-def linear_cka(a, b):
-    # Linear CKA between two (N, D) representations of the same N images.
-    a = a - a.mean(0, keepdim=True)
-    b = b - b.mean(0, keepdim=True)
-    hsic = (a.T @ b).norm() ** 2
-    return float(hsic / ((a.T @ a).norm() * (b.T @ b).norm()))
-
-STAGES20 = ["conv1", "layer1", "layer2", "layer3"]
-STAGES56 = ["conv1", "layer1", "layer2", "layer3"]
-with torch.no_grad():
-    f20 = cnnviz.feature_maps(resnet20, xc, STAGES20)
-    f56 = cnnviz.feature_maps(resnet56, xc, STAGES56)
-cka_matrix = np.array([[linear_cka(f20[a].flatten(1), f56[b].flatten(1)) for b in STAGES56] for a in STAGES20])
-fig, ax = plt.subplots(figsize=(5, 4), layout="constrained")
-im = ax.imshow(cka_matrix, vmin=0, vmax=1, cmap="magma")
-ax.set_xticks(range(4), STAGES56)
-ax.set_yticks(range(4), STAGES20)
-ax.set_xlabel("ResNet-56")
-ax.set_ylabel("ResNet-20")
-for i in range(4):
-    for j in range(4):
-        ax.text(j, i, f"{cka_matrix[i, j]:.2f}", ha="center", va="center", color="w" if cka_matrix[i, j] < 0.6 else "k")
-fig.colorbar(im, ax=ax)
-ax.set_title("Linear CKA between stages")
-plt.show()
-print("CKA of matching stages:", dict(zip(STAGES20, np.round(np.diag(cka_matrix), 2))))
+STAGES = ["conv1", "layer1", "layer2", "layer3"]
+cka_result = cnnviz.cka(resnet20, resnet56, xc, STAGES, STAGES)
+cka_matrix = cka_result.matrix.numpy()
+cplot.show_cka(cka_result, label_a="ResNet-20", label_b="ResNet-56",
+               title=f"Linear CKA between stages ({cka_result.samples} CIFAR-10 images)")
+print("CKA of matching stages:", dict(zip(STAGES, np.round(np.diag(cka_matrix), 2))))
 """, figure="challenge-5")
 
 md(r"""
@@ -429,36 +403,58 @@ follow the results).
 """)
 
 code(r"""
+REDUNDANCY_LAYER = "features.10.conv.2"                # the block's 384 -> 64 projection conv
+redundancy = cnnviz.filter_redundancy(mobilenet, REDUNDANCY_LAYER, x_all, threshold=0.9)
+cplot.show_redundancy(redundancy, title=f"{REDUNDANCY_LAYER}: filter similarity (near-duplicates boxed)")
+""", figure="challenge-7")
+
+code(r"""
 early_layer, early_top, early_max = specialization["early"]
 late_layer, late_top, late_max = specialization["late"]
 act_early = cnnviz.feature_maps(mobilenet, x, [early_layer, late_layer])
+hier_ssim = similarity([inversions[early_layer], inversions.get(late_layer) or cnnviz.invert(mobilenet, x_inv, late_layer, **INV)],
+                       cnnviz.deprocess(x_inv))[0]
+e_shape, l_shape = act_early[early_layer].shape, act_early[late_layer].shape
+closer = hier_ssim[0] > hier_ssim[1]
 print("1. Hierarchical learning.")
-print(f"   {early_layer} keeps {tuple(act_early[early_layer].shape[2:])} positions with "
-      f"{act_early[early_layer].shape[1]} channels; {late_layer} keeps {tuple(act_early[late_layer].shape[2:])} "
-      f"with {act_early[late_layer].shape[1]}. Reconstructions: SSIM {mb_ssim[0]:.2f} at {MB_LAYERS[0]} "
-      f"against {mb_ssim[-1]:.2f} at {MB_LAYERS[-1]}: early layers keep local colour and edges (see the "
-      f"first-layer filters), later layers respond to object parts (the maximizing images of challenge 2).")
+print(f"   {early_layer} keeps {e_shape[2]}x{e_shape[3]} positions with {e_shape[1]} channels; {late_layer} keeps "
+      f"{l_shape[2]}x{l_shape[3]} with {l_shape[1]}. The reconstruction from {early_layer} is "
+      f"{'closer to' if closer else 'not closer to'} the photo than the one from {late_layer} (SSIM "
+      f"{hier_ssim[0]:.2f} vs {hier_ssim[1]:.2f}). Maximizing the top-10 filters raised their mean activation from "
+      f"{early_max.initial_objective.mean():.2f} to {early_max.objective.mean():.2f} ({early_layer}) and from "
+      f"{late_max.initial_objective.mean():.2f} to {late_max.objective.mean():.2f} ({late_layer}); the images "
+      f"above show what each responds to: small repeated patterns early, larger structures late.")
+
+# Where VGG16 loses most: the resolution on both sides of the largest SSIM drop.
+shapes = {l: tuple(v.shape[2:]) for l, v in cnnviz.feature_maps(vgg, x_vgg, vgg_layers).items()}
+a_l, b_l = vgg_layers[vgg_drop], vgg_layers[vgg_drop + 1]
+pools = [f"features.{i}" for i in range(int(a_l.split(".")[1]) + 1, int(b_l.split(".")[1]) + 1)
+         if isinstance(vgg.features[i], torch.nn.MaxPool2d)]
 print("2. Information flow.")
-print(f"   VGG16: the largest SSIM drop is between {vgg_layers[vgg_drop]} and {vgg_layers[vgg_drop + 1]} "
-      f"({vgg_ssim[vgg_drop]:.2f} -> {vgg_ssim[vgg_drop + 1]:.2f}); MobileNetV2: between "
-      f"{MB_LAYERS[mb_drop]} and {MB_LAYERS[mb_drop + 1]} ({mb_ssim[mb_drop]:.2f} -> {mb_ssim[mb_drop + 1]:.2f}). "
-      f"Spatial detail is given up where the resolution halves, which buys invariance to small shifts.")
-corr = torch.corrcoef(per_image.T.nan_to_num())
-off = corr[~torch.eye(corr.shape[0], dtype=torch.bool)]
-redundant_pairs = int((off > 0.95).sum()) // 2
+print(f"   VGG16: the largest SSIM drop is between {a_l} and {b_l} ({vgg_ssim[vgg_drop]:.2f} -> "
+      f"{vgg_ssim[vgg_drop + 1]:.2f}); the maps go from {shapes[a_l][0]}x{shapes[a_l][1]} to "
+      f"{shapes[b_l][0]}x{shapes[b_l][1]} positions there, through {len(pools)} max-pooling layer(s) {pools}. "
+      f"MobileNetV2: between {MB_LAYERS[mb_drop]} and {MB_LAYERS[mb_drop + 1]} ({mb_ssim[mb_drop]:.2f} -> "
+      f"{mb_ssim[mb_drop + 1]:.2f}). Giving up exact positions buys tolerance to small shifts and lets later "
+      f"layers combine larger regions with fewer computations.")
 print("3. Filter redundancy.")
-print(f"   In {LAYER1}, {redundant_pairs} of {corr.shape[0] * (corr.shape[0] - 1) // 2} filter pairs respond with "
-      f"correlation > 0.95 over the {len(names)} photos; the median |correlation| is {off.abs().median():.2f}. "
-      f"Redundant filters are candidates for pruning.")
+print(f"   {REDUNDANCY_LAYER} has {redundancy.num_filters} filters; {len(redundancy.groups)} groups of near-duplicates "
+      f"(activation correlation >= {redundancy.threshold}) hold {sum(map(len, redundancy.groups))} of them, and the "
+      f"effective number of filters is {redundancy.effective_filters_activations:.1f} by activations and "
+      f"{redundancy.effective_filters_weights:.1f} by weights (of {redundancy.num_filters}). Correlated filters "
+      f"spend computation on the same feature: candidates for pruning or merging.")
+falls = vgg_psnr[-1] < vgg_psnr[0]
 print("4. Feature inversion quality.")
-print(f"   PSNR falls from {vgg_psnr[0]:.1f} dB at {vgg_layers[0]} to {vgg_psnr[-1]:.1f} dB at {vgg_layers[-1]} "
-      f"(VGG16): deeper layers keep what identifies the content and discard exact positions and colours, so "
-      f"many images map to the same activations and the inversion picks one of them.")
+print(f"   PSNR {'falls' if falls else 'does not fall'} from {vgg_psnr[0]:.1f} dB at {vgg_layers[0]} to "
+      f"{vgg_psnr[-1]:.1f} dB at {vgg_layers[-1]} (VGG16, {ITERS} steps): deeper layers keep what identifies the "
+      f"content and discard exact positions and colours, so many images map to the same activations and the "
+      f"inversion returns one of them.")
 print("5. Practical applications.")
 print(f"   Debugging (PGD with a {EPS * 255:.0f}/255 budget turned '{labels_in[int(pg.prediction_before[0])]}' into "
       f"'{labels_in[int(pg.prediction_after[0])]}', the perturbation growing most at {most_affected}); checking "
-      f"what a model attends to (saliency correlation before/after the attack: {sal_corr:.2f}); comparing "
-      f"architectures (CKA of ResNet-20 vs ResNet-56 at layer3: {cka_matrix[3, 3]:.2f}).")
+      f"what a model attends to (saliency correlation before/after the attack: {sal_corr:.2f}; faithfulness "
+      f"scores in the bonus); comparing architectures (CKA of ResNet-20 vs ResNet-56 at layer3: "
+      f"{cka_matrix[3, 3]:.2f}); pruning (the redundancy above).")
 """)
 
 md(r"""

@@ -24,6 +24,15 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 KERNEL = "cnnviz"
 
 
+class _Client(NotebookClient):
+    def on_comm_open_jupyter_widget(self, msg):
+        # nbclient 0.7 expects ipywidgets 7's comm_open (a "state" in the data); ipywidgets 8
+        # may open comms without it. Such a widget simply gets no headless model.
+        if "state" not in msg.get("content", {}).get("data", {}):
+            return None
+        return super().on_comm_open_jupyter_widget(msg)
+
+
 @contextlib.contextmanager
 def _kernel_env(fast: bool):
     """Environment for the kernel: the fast flag, no MPLBACKEND, and a kernelspec named
@@ -63,7 +72,7 @@ def execute(src: str, dst: str | None = None, fast: bool = False, timeout: int =
     nb = nbformat.read(src, as_version=4)
     start = time.perf_counter()
     with _kernel_env(fast):
-        client = NotebookClient(nb, timeout=timeout, kernel_name=KERNEL,
+        client = _Client(nb, timeout=timeout, kernel_name=KERNEL,
                                 resources={"metadata": {"path": os.path.dirname(os.path.abspath(src))}})
         try:
             client.execute()

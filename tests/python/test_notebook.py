@@ -12,7 +12,7 @@ import pytest
 EXAMPLES = os.path.join(os.path.dirname(__file__), "..", "..", "examples")
 NOTEBOOK = os.path.join(EXAMPLES, "cnn_visualization.ipynb")
 SECTIONS = ["photos", "filters", "feature-maps", "inversion", "inversion-depths", "saliency", "challenge-1",
-            "challenge-2", "challenge-3", "challenge-4", "challenge-5", "challenge-6", "bonus"]
+            "challenge-2", "challenge-3", "challenge-4", "challenge-5", "challenge-6", "challenge-7", "bonus"]
 
 
 def _load(name):
@@ -66,4 +66,26 @@ def test_answers_are_printed_from_computed_numbers(executed):
         assert f"{k}. " in text
     # Numbers in every answer, taken from the run (no prose written in advance).
     answers = re.split(r"^\d\. ", text, flags=re.M)[1:]
-    assert len(answers) == 5 and all(re.search(r"\d\.\d\d", a) for a in answers[:4])
+    assert len(answers) == 5 and all(re.search(r"\d\.\d", a) for a in answers[:4])
+
+
+def test_user_kernel_is_offered_by_debians_jupyter(tmp_path):
+    # What `make jupyter` does: the venv's Python registers the kernel "cnnviz" for the user;
+    # Debian's Jupyter (/usr/bin/python3) then lists it, and it runs this interpreter, which
+    # imports cnnviz. HOME is a temporary folder so the test leaves the user's alone.
+    import subprocess
+    import sys
+
+    system = "/usr/bin/python3"
+    probe = "import jupyter_client.kernelspec"
+    if not os.path.exists(system) or subprocess.run([system, "-c", probe], capture_output=True).returncode:
+        pytest.skip("Debian's Jupyter is not installed")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JUPYTER")}
+    env.update(HOME=str(tmp_path), PYDEVD_DISABLE_FILE_VALIDATION="1")
+    subprocess.run([sys.executable, "-m", "ipykernel", "install", "--user", "--name", "cnnviz",
+                    "--display-name", "Python (cnnviz)"], env=env, check=True, capture_output=True)
+    found = subprocess.run([system, "-c", "from jupyter_client.kernelspec import KernelSpecManager as K; "
+                            "s = K().get_kernel_spec('cnnviz'); print(s.argv[0]); print(s.display_name)"],
+                           env=env, check=True, capture_output=True, text=True).stdout.split("\n")
+    assert os.path.abspath(found[0]) == os.path.abspath(sys.executable) and found[1] == "Python (cnnviz)"
+    subprocess.run([found[0], "-c", "import cnnviz"], env=env, check=True)

@@ -143,7 +143,6 @@ def run_notebook(tmp_path, monkeypatch, data_dir, size):
     monkeypatch.setenv("CNNVIZ_NOTEBOOK_ITERATIONS", str(ITERATIONS))
     monkeypatch.setenv("CNNVIZ_NOTEBOOK_SIZE", str(size))
     monkeypatch.chdir(tmp_path)
-    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
     ns = {"__name__": "__main__"}
     outputs, rng_before, cpu = [], {}, []
