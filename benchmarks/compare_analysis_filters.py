@@ -49,9 +49,9 @@ def images():
 
 
 def twenty_layers(model):
-    """20 layers spread over the depth: the stem, then block outputs and their inner convs."""
+    """20 distinct layers spread over the depth: the stem, block outputs and their convs."""
     names = [n for n, m in model.named_modules()
-             if n and (n == "conv1" or type(m).__name__ == "BasicBlock" or n.endswith(".conv1"))]
+             if n and (n == "conv1" or type(m).__name__ == "BasicBlock" or n.endswith((".conv1", ".conv2")))]
     step = (len(names) - 1) / 19
     return [names[round(i * step)] for i in range(20)]
 
