@@ -59,7 +59,10 @@ class Method:
             s["faithfulness"] = True
         return s
 
-    def compute(self, model, x: torch.Tensor, target: torch.Tensor) -> Dict[str, np.ndarray]:
+    def compute(self, model, x: torch.Tensor, target: Optional[torch.Tensor]
+                ) -> Tuple[Dict[str, np.ndarray], torch.Tensor, torch.Tensor]:
+        """(arrays, logits (N, K), target (N,)) for the batch x; ``target`` None explains the
+        predicted classes."""
         opts = dict(self.options)
         out: Dict[str, np.ndarray] = {}
         if self.name in CAMS:
@@ -77,10 +80,10 @@ class Method:
             out["delta"] = _np(r.delta).astype(np.float32)
             out["baseline_score"] = _np(r.baseline_score).astype(np.float32)
         if self.faithfulness:
-            fi = _attr_root().deletion_insertion(model, x, heat, target)
+            fi = _attr_root().deletion_insertion(model, x, heat, r.target)
             out["deletion_auc"] = _np(torch.as_tensor(fi.deletion_auc)).astype(np.float32)
             out["insertion_auc"] = _np(torch.as_tensor(fi.insertion_auc)).astype(np.float32)
-        return out
+        return out, r.logits.detach(), r.target
 
 
 def _attr_root():
