@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader
 
 from .. import image as _image
 from . import dist as _dist
+from .analysis import ANALYSES
 from . import store as _store
 from .data import ImageFiles, Indexed, Preprocess, collate, label_from_name
 from .methods import STOCHASTIC, Method, MethodSpec, make_methods
@@ -184,7 +185,7 @@ def run(model, dataset, methods: Union[MethodSpec, Sequence[MethodSpec]], out: s
     prep = Preprocess(size if size is not None else zoo_size, resize, tuple(mean), tuple(std))
     data = Indexed(ds, prep)
     target_setting, given = _targets_setting(targets, n)
-    jobs = make_methods(methods)
+    jobs = make_methods(methods, ANALYSES)
     if device is None:
         p = next(iter(model.parameters()), None) if hasattr(model, "parameters") else None
         device = p.device if p is not None else torch.device("cpu")
