@@ -2,6 +2,7 @@
 // Umbrella header: all of cnnviz.
 #include "cnnviz/model.hpp"
 #include "cnnviz/progress.hpp"
+#include "cnnviz/snapshot.hpp"
 #include "cnnviz/capture.hpp"
 #include "cnnviz/script_model.hpp"
 #include "cnnviz/image.hpp"
@@ -11,3 +12,6 @@
 #include "cnnviz/maximization.hpp"
 #include "cnnviz/attribution.hpp"
 #include "cnnviz/adversarial.hpp"
+#include "cnnviz/analysis/cka.hpp"
+#include "cnnviz/analysis/filter_statistics.hpp"
+#include "cnnviz/analysis/redundancy.hpp"
