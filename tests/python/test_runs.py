@@ -214,6 +214,23 @@ def test_unreadable_file_is_reported_and_skipped(cifar_samples, tmp_path, capsys
         np.testing.assert_allclose(f["saliency/map"][()], sal.map.numpy(), atol=1e-5)
 
 
+def test_torchvision_image_folder(cifar_samples, tmp_path):
+    """An ImageFolder without a transform (PIL images) is preprocessed with size=; its class
+    indices are the labels; the maps equal those of the same files given as a list."""
+    torchvision = pytest.importorskip("torchvision")
+    root = tmp_path / "folder"
+    for k, (p, _) in enumerate(cifar_samples[:6]):
+        (root / f"class{k % 2}").mkdir(parents=True, exist_ok=True)
+        os.symlink(p, root / f"class{k % 2}" / os.path.basename(p))
+    ds = torchvision.datasets.ImageFolder(str(root))
+    cnnviz.run("resnet20", ds, ["saliency"], str(tmp_path / "a"), size=32, batch_size=4, progress=False)
+    files = [path for path, _ in ds.samples]
+    cnnviz.run("resnet20", files, ["saliency"], str(tmp_path / "b"), batch_size=4, progress=False)
+    with cnnviz.open_run(str(tmp_path / "a")) as a, cnnviz.open_run(str(tmp_path / "b")) as b:
+        assert list(a["label"][()]) == [label for _, label in ds.samples]
+        np.testing.assert_allclose(a["saliency/map"][()], b["saliency/map"][()], atol=1e-5)
+
+
 def test_targets_labels_given_and_constant(cifar_samples, tmp_path):
     files = [p for p, _ in cifar_samples[:6]]
     labels = [label for _, label in cifar_samples[:6]]
