@@ -98,6 +98,10 @@ def main():
 
         print("\nAnalyses (layer information, deletion/insertion, sanity check, adversarial report):")
         demo_analysis_faithfulness.run(model, torch.cat(photos), args.out)
+        import demo_analysis_filters
+
+        print("\nFilter analyses (statistics, redundancy, CKA):")
+        demo_analysis_filters.run(args.out, model)
     print(f"\ndone in {time.perf_counter() - t0:.0f} s; pictures in {os.path.abspath(args.out)}/")
 
 
