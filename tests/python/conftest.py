@@ -45,20 +45,3 @@ def cifar_samples(data_dir):
     folder = os.path.join(data_dir, "images", "cifar10_samples")
     files = sorted(f for f in os.listdir(folder) if f.endswith(".png"))
     return [(os.path.join(folder, f), int(f.rsplit("_", 1)[1].split(".")[0])) for f in files]
-
-
-def pytest_addoption(parser):
-    parser.addoption("--runslow", action="store_true", default=False, help="also run tests marked slow")
-
-
-def pytest_configure(config):
-    config.addinivalue_line("markers", "slow: a long form of a test that has a fast form; run with --runslow")
-
-
-def pytest_collection_modifyitems(config, items):
-    if config.getoption("--runslow"):
-        return
-    skip = pytest.mark.skip(reason="slow: run with --runslow")
-    for item in items:
-        if "slow" in item.keywords:
-            item.add_marker(skip)
