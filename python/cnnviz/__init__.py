@@ -67,4 +67,9 @@ def __getattr__(name: str):
         import importlib
 
         return importlib.import_module(".plot", __name__)
+    # The dashboard and the report load Flask and the page only when asked for.
+    if name in ("dashboard", "report"):
+        from . import app
+
+        return getattr(app, name)
     raise AttributeError(f"module 'cnnviz' has no attribute '{name}'")
