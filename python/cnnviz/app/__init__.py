@@ -6,6 +6,8 @@ from __future__ import annotations
 import importlib
 
 __all__ = ["dashboard", "report"]
+# cnnviz.app.report is also the module's name: once imported it shadows the function here,
+# so cnnviz.report is the way to the function.
 _HOME = {"dashboard": ".server", "Dashboard": ".server", "create_app": ".server", "report": ".report"}
 
 

@@ -51,8 +51,10 @@ def default_layers(info: ModelInfo, count: int = 4) -> List[str]:
     """``count`` layers spread over the depth: at the shallowest nesting level with at least
     three modules giving feature maps (N, C, H, W) (normalization, activation and dropout
     modules left out), evenly spaced, the last one included."""
-    skip = ("Norm", "ReLU", "GELU", "SiLU", "Sigmoid", "Tanh", "Dropout", "Identity", "Hardswish")
-    spatial = [r for r in info.layers if r.name and len(r.output_shape) == 4 and not any(k in r.type for k in skip)]
+    skip = ("Norm", "Norm2d", "ReLU", "ReLU6", "GELU", "SiLU", "Sigmoid", "Tanh", "Dropout", "Dropout2d", "Identity",
+            "Hardswish")
+    spatial = [r for r in info.layers if r.name and len(r.output_shape) == 4
+               and not r.type.split(".")[-1].endswith(skip)]
     if not spatial:
         return []
     by_depth: Dict[int, List[str]] = {}
