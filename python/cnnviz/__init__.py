@@ -36,6 +36,7 @@ from .attribution import *  # noqa: E402,F401,F403
 from .adversarial import *  # noqa: E402,F401,F403
 from .metrics import *  # noqa: E402,F401,F403
 from . import cnn_utils, zoo  # noqa: E402,F401
+from .runs import RunSummary, open_run, run  # noqa: E402,F401
 
 
 def data_dir() -> str:

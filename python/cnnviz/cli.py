@@ -6,6 +6,7 @@
     cnnviz summary [--model ...]
     cnnviz serve [--model ...] [--port N] [IMAGE ...]      (the interactive dashboard)
     cnnviz report IMAGE... [--model ...] --out report.html [--methods ...] [--layers ...]
+    cnnviz run --model resnet20 --data FOLDER|LIST.txt --methods saliency,grad_cam,ig --out DIR
 
 Models are the pretrained samples of ``cnnviz.zoo`` (from ``$CNNVIZ_DATA``) or a TorchScript
 file; a TorchScript model needs ``--size`` (its input side) and ``--labels``.
@@ -102,7 +103,14 @@ def main(argv: Optional[List[str]] = None) -> int:
                          "feature_maps,filters,inversion,adversarial (default: all)")
     rp.add_argument("--layers", default=None, help="comma-separated layer names (default: four over the depth)")
     rp.add_argument("--inversion-steps", type=int, default=200)
+    from .runs.cli import add_parser as _add_run_parser
+
+    _add_run_parser(sub)
     args = parser.parse_args(argv)
+    if args.command == "run":
+        from .runs.cli import main as _run_main
+
+        return _run_main(args)
 
     try:
         if args.command == "info":
