@@ -38,4 +38,6 @@ def test_a_notebook_shows_the_dashboard(tmp_path, monkeypatch):
     client.execute()
     shown = nb.cells[0].outputs[0]["data"]
     assert "<iframe" in shown["text/html"] and "127.0.0.1" in shown["text/html"]
-    assert nb.cells[1].outputs[0]["text"].strip() == "stopped False"
+    printed = [o["text"] for o in nb.cells[1].outputs if o.get("name") == "stdout"]
+    assert printed == ["stopped False\n"]
+    assert not [o for c in nb.cells for o in c.outputs if o.get("name") == "stderr" or o["output_type"] == "error"]

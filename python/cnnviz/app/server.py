@@ -19,7 +19,7 @@ from typing import Any, Dict, Optional, Sequence
 import torch
 from flask import Flask, Request, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
-from werkzeug.serving import make_server
+from werkzeug.serving import WSGIRequestHandler, make_server
 
 import cnnviz
 
@@ -219,6 +219,13 @@ def create_app(session: Session, token: Optional[str] = None, max_upload: int = 
     return app
 
 
+class _QuietHandler(WSGIRequestHandler):
+    """No line per request (it would fill a notebook's output); errors are still logged."""
+
+    def log_request(self, *args, **kwargs) -> None:
+        pass
+
+
 class Dashboard:
     """A running dashboard: ``url`` (with the token), ``stop()``; shows itself in Jupyter
     as the page in an IFrame with a link to open it in a browser tab."""
@@ -226,7 +233,7 @@ class Dashboard:
     def __init__(self, app: Flask, host: str = "127.0.0.1", port: int = 0, width: str = "100%",
                  height: int = 820) -> None:
         self.app = app
-        self._server = make_server(host, port, app, threaded=True)
+        self._server = make_server(host, port, app, threaded=True, request_handler=_QuietHandler)
         self.host, self.port = host, self._server.server_port
         self.token = app.config["CNNVIZ_TOKEN"]
         self.width, self.height = width, height
