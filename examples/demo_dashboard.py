@@ -1,7 +1,7 @@
 """The dashboard and the HTML report, photographed by a headless Chromium.
 
 Writes under --out: report.html (a self-contained report on two photos), dashboard.png
-(the dashboard comparing Grad-CAM at two layers) and report.png (the top of the report).
+(the dashboard comparing Grad-CAM on the two photos) and report.png (the top of the report).
 
 Usage: python examples/demo_dashboard.py [--out out] [--quick]
 """
@@ -39,17 +39,21 @@ def run(model, out_dir, photos, inversion_steps=60):
         with cnnviz.dashboard(model, photos, name="MobileNetV2") as board:
             driver.get(board.url)
             wait_for(driver, "return document.body.dataset.ready === '1' && document.body.dataset.jobState === 'done'")
-            Select(driver.find_element(By.ID, "layer")).select_by_value("features.14")
+            # Two photos side by side: Grad-CAM at the last block.
+            Select(driver.find_element(By.ID, "layer")).select_by_value("features.18")
             driver.find_element(By.ID, "compare").click()
+            Select(driver.find_element(By.ID, "b-image")).select_by_index(1)
             Select(driver.find_element(By.ID, "b-layer")).select_by_value("features.18")
-            Select(driver.find_element(By.ID, "method")).select_by_value("grad_cam")
             Select(driver.find_element(By.ID, "b-method")).select_by_value("grad_cam")
+            Select(driver.find_element(By.ID, "method")).select_by_value("grad_cam")
             wait_for(driver, "const h = document.querySelector('#pane-b h3'); return h && "
                              "h.textContent.startsWith('Grad-CAM') && document.body.dataset.jobState === 'done'")
+            driver.execute_script("document.activeElement.blur(); window.scrollTo(0, 0);")
             _headless.screenshot(driver, os.path.join(out_dir, "dashboard.png"))
             print(f"  wrote {os.path.join(out_dir, 'dashboard.png')}")
         driver.get("file://" + os.path.abspath(report_path))
         wait_for(driver, "return document.readyState === 'complete'")
+        driver.execute_script("window.scrollTo(0, document.querySelector('h2:nth-of-type(3)').offsetTop - 10);")
         _headless.screenshot(driver, os.path.join(out_dir, "report.png"))
         print(f"  wrote {os.path.join(out_dir, 'report.png')}")
     finally:

@@ -326,3 +326,14 @@ def test_public_entry_point(net):
         assert names == ["image 1", "image 2"]
         assert torch.equal(render.show_input(board.session.image("g0").x, cnnviz.IMAGENET_MEAN, cnnviz.IMAGENET_STD),
                            cnnviz.deprocess(cnnviz.preprocess(photo(5), size=32)))
+
+
+def test_grids_scale_each_map_to_its_own_range():
+    act = torch.randn(3, 7, 7) * torch.tensor([0.01, 1.0, 100.0]).view(3, 1, 1)
+    grid = render.channel_grid(act, [0, 1, 2], "gray", nrow=3)
+    for k in range(3):
+        tile = grid[1:8, 1 + 8 * k:8 + 8 * k, 0]
+        assert (tile.min().item(), tile.max().item()) == (0, 255)
+        # Gray levels follow the min-max scaled map.
+        ref = ((act[k] - act[k].min()) / (act[k].max() - act[k].min()) * 255)
+        assert (tile.float() - ref).abs().max() <= 2  # a 256-entry colormap table

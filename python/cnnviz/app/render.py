@@ -33,7 +33,7 @@ def channel_grid(act: torch.Tensor, channels: Sequence[int], cmap: str, nrow: Op
     maps = [act[c].detach().float().cpu() for c in channels]
     n = nrow or max(1, min(8, len(maps)))
     pad = 1 if act.shape[-1] < 16 else 2
-    return cnnviz.make_grid(maps, nrow=n, padding=pad, scale_each=True, colormap=cmap)
+    return cnnviz.make_grid(maps, nrow=n, padding=pad, normalize=True, scale_each=True, colormap=cmap)
 
 
 def filter_grid(weights, channels: Sequence[int], cmap: str) -> torch.Tensor:
@@ -43,7 +43,8 @@ def filter_grid(weights, channels: Sequence[int], cmap: str) -> torch.Tensor:
         tiles: List[torch.Tensor] = [weights.rgb[c].float() for c in channels]
         return cnnviz.make_grid(tiles, nrow=min(8, len(tiles)), padding=1)
     tiles = [weights.mean[c].float() for c in channels]
-    return cnnviz.make_grid(tiles, nrow=min(8, len(tiles)), padding=1, scale_each=True, colormap=cmap)
+    return cnnviz.make_grid(tiles, nrow=min(8, len(tiles)), padding=1, normalize=True, scale_each=True,
+                            colormap=cmap)
 
 
 def perturbation_image(p: torch.Tensor) -> torch.Tensor:

@@ -137,7 +137,7 @@ CSS = """
 h1{font-size:1.5em}h2{border-bottom:2px solid #263238;padding-bottom:.2em;margin-top:1.6em}h3{margin:1em 0 .4em}
 .figs{display:flex;flex-wrap:wrap;gap:.8em}figure{margin:0;flex:0 1 220px;max-width:100%}
 figure img{display:block;width:100%;max-width:220px;image-rendering:pixelated;background:#eee}
-figure.wide{flex-basis:100%}figure.wide img{max-width:100%;width:auto}
+figure.wide{flex-basis:100%}figure.wide img{width:100%;max-width:560px}
 figcaption{font-size:.85em;color:#455a64;overflow-wrap:anywhere}
 .scroll{overflow-x:auto;max-width:100%}table{border-collapse:collapse;font-size:.9em}
 td,th{border-bottom:1px solid #ddd;padding:.2em .5em;text-align:left;overflow-wrap:anywhere}
