@@ -337,3 +337,17 @@ def test_grids_scale_each_map_to_its_own_range():
         # Gray levels follow the min-max scaled map.
         ref = ((act[k] - act[k].min()) / (act[k].max() - act[k].min()) * 255)
         assert (tile.float() - ref).abs().max() <= 2  # a 256-entry colormap table
+
+
+def test_an_internal_error_is_a_json_500_and_the_server_goes_on(client, app, monkeypatch):
+    session = app.extensions["cnnviz"]["session"]
+
+    def broken():
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(session, "image_list", broken)
+    r = client.get("/api/images")
+    assert r.status_code == 500 and r.get_json() == {"error": "internal error: RuntimeError"}
+    monkeypatch.undo()
+    assert client.get("/api/images").status_code == 200
+    assert run(client, method="saliency")["state"] == "done"
