@@ -12,3 +12,6 @@
 #include "cnnviz/maximization.hpp"
 #include "cnnviz/attribution.hpp"
 #include "cnnviz/adversarial.hpp"
+#include "cnnviz/analysis/cka.hpp"
+#include "cnnviz/analysis/filter_statistics.hpp"
+#include "cnnviz/analysis/redundancy.hpp"

@@ -240,3 +240,5 @@ def show_attribution(
         fig.suptitle(title)
     fig.tight_layout()
     return _finish(fig, show)
+
+from ._plot_filters import *  # noqa: E402,F401,F403  filter statistics, redundancy, CKA
