@@ -123,7 +123,7 @@ def test_info_images_predictions_and_filters(client, net, app):
 
     filters = client.get("/api/filters?image=g0&layer=layer2").get_json()["filters"]
     assert len(filters) == 32
-    assert [f["channel"] for f in filters[:5]] == cnnviz.top_filters(net, x, "layer2", k=5).channels
+    assert [f["channel"] for f in filters[:5]] == cnnviz.top_filters(net, x, "layer2", k=5).channels[0].tolist()
     assert all(a["score"] >= b["score"] for a, b in zip(filters, filters[1:]))
 
     for bad in ("/api/predict?image=nope", "/api/image/nope", "/api/filters?image=nope&layer=layer2"):
