@@ -99,7 +99,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     rp.add_argument("images", nargs="+", help="photos")
     rp.add_argument("--out", default="report.html", help="the HTML file to write")
     rp.add_argument("--methods", default=None,
-                    help="comma-separated: saliency,smooth_grad,grad_cam,integrated_gradients,occlusion,lime,"
+                    help="comma-separated: saliency,smooth_grad,guided_backprop,grad_cam,grad_cam_pp,layer_cam,"
+                         "score_cam,integrated_gradients,occlusion,lime,"
                          "feature_maps,filters,inversion,adversarial (default: all)")
     rp.add_argument("--layers", default=None, help="comma-separated layer names (default: four over the depth)")
     rp.add_argument("--inversion-steps", type=int, default=200)

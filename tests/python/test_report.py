@@ -69,7 +69,7 @@ def test_report_is_self_contained_and_complete(net, tmp_path):
     assert out.read_text(encoding="utf-8") == page
     # One file: every image is a data URL, nothing is fetched, no script.
     sources = re.findall(r'<img src="([^"]*)"', page)
-    assert len(sources) == (1 + 2 + 6 + 2 + 2) + 1
+    assert len(sources) == (1 + 2 + len(rp.ATTRIBUTION_METHODS) + 2 + 2) + 1
     assert all(s.startswith("data:image/png;base64,") for s in sources)
     assert "http://" not in page and "https://" not in page and "<script" not in page
     for method in rp.ATTRIBUTION_METHODS:

@@ -19,7 +19,9 @@ import cnnviz
 from . import render
 from .session import ModelInfo, model_info
 
-ATTRIBUTION_METHODS = ("saliency", "smooth_grad", "grad_cam", "integrated_gradients", "occlusion", "lime")
+ATTRIBUTION_METHODS = ("saliency", "smooth_grad", "guided_backprop", "grad_cam", "grad_cam_pp", "layer_cam",
+                       "score_cam", "integrated_gradients", "occlusion", "lime")
+CAM_METHODS = ("grad_cam", "grad_cam_pp", "layer_cam", "score_cam")
 SECTIONS = ("feature_maps", "filters", "inversion", "adversarial")
 #: Every name --methods accepts: the attribution methods and the other sections.
 ALL_METHODS = ATTRIBUTION_METHODS + SECTIONS
@@ -112,10 +114,12 @@ def _attribution(info: ModelInfo, method: str, x: torch.Tensor, target: int, lay
         return cnnviz.saliency(m, x, target).map[0]
     if method == "smooth_grad":
         return cnnviz.smooth_grad(m, x, target, samples=25).map[0]
-    if method == "grad_cam":
+    if method == "guided_backprop":
+        return cnnviz.guided_backprop(m, x, target).map[0]
+    if method in CAM_METHODS:
         if layer is None:
-            raise ValueError("cnnviz: Grad-CAM needs a layer with feature maps")
-        return cnnviz.grad_cam(m, x, layer, target).upsampled[0]
+            raise ValueError(f"cnnviz: {method} needs a layer with feature maps")
+        return getattr(cnnviz, method)(m, x, layer, target).upsampled[0]
     if method == "integrated_gradients":
         return cnnviz.integrated_gradients(m, x, target, steps=32, mean=info.mean, std=info.std).map[0]
     if method == "occlusion":
@@ -156,9 +160,10 @@ def report(images, model, out: Optional[str] = None, *, methods: Optional[Sequen
     ``out`` is the file to write (none: only returned).
 
     ``methods`` picks from ``ALL_METHODS`` (the attribution methods saliency, smooth_grad,
-    grad_cam, integrated_gradients, occlusion, lime, and the sections feature_maps, filters,
-    inversion, adversarial; default all); ``layers`` the layers for feature maps and
-    inversion (default four spread over the depth; Grad-CAM uses the deepest). ``eps``: FGSM
+    guided_backprop, grad_cam, grad_cam_pp, layer_cam, score_cam, integrated_gradients,
+    occlusion, lime, and the sections feature_maps, filters, inversion, adversarial; default
+    all); ``layers`` the layers for feature maps and inversion (default four spread over the
+    depth; the CAM methods use the deepest). ``eps``: FGSM
     budgets in gray levels (eps / 255 in pixels). ``progress``: a terminal bar (True), a
     callable ``(done, total, what)``, or False.
     """
@@ -299,7 +304,7 @@ def _image_section(session, stored, methods, attribution, layers, cam, eps, inve
             heat = _attribution(info, method, x, target, cam).detach().float()
             d, i = deletion_insertion(info.model, x, heat, target)
             rows.append((method, d, i))
-            where = f" ({cam})" if method == "grad_cam" else ""
+            where = f" ({cam})" if method in CAM_METHODS else ""
             out.append(_img(cnnviz.overlay(shown, heat), f"{method} map", f"{method}{where}: deletion {d:.3f}, "
                             f"insertion {i:.3f}"))
         out.append("</div><div class=scroll><table><tr><th>method</th><th>deletion AUC \u2193</th>"
