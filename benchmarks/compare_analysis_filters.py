@@ -6,16 +6,15 @@
    the straightforward full-data implementation that stores every layer's activations for
    all images, then forms each layer's 500 x 500 centred Gram matrix once and every pair's
    CKA from them (Kornblith et al. 2019). Peak memory of each is measured in a child process
-   (max RSS above the RSS after loading the models).
+   (peak RSS, VmHWM, above the RSS after loading the models and images).
 2. ``cnnviz.filter_statistics`` of ResNet-20's ``layer2`` over a DataLoader of 500 images
    (batches of 50) against a per-image Python loop (forward hook, Welford update per image).
 
 Contenders are interleaved over the repeats; median and spread (min-max) are reported.
-Usage: python benchmarks/compare_analysis_filters.py [--threads 1] [--repeats 5]
+Usage: python benchmarks/compare_analysis_filters.py [--threads 1] [--repeats 5] [--memory-only]
 """
 import argparse
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -49,9 +48,9 @@ def images():
 
 
 def twenty_layers(model):
-    """20 layers spread over the depth: the stem, then block outputs and their inner convs."""
+    """20 distinct layers spread over the depth: the stem, block outputs and their convs."""
     names = [n for n, m in model.named_modules()
-             if n and (n == "conv1" or type(m).__name__ == "BasicBlock" or n.endswith(".conv1"))]
+             if n and (n == "conv1" or type(m).__name__ == "BasicBlock" or n.endswith((".conv1", ".conv2")))]
     step = (len(names) - 1) / 19
     return [names[round(i * step)] for i in range(20)]
 
@@ -122,6 +121,15 @@ def peak_memory(which: str, threads: int) -> float:
     return float(out.stdout.strip().splitlines()[-1])
 
 
+def peak_rss_mib() -> float:
+    """VmHWM: this process image's peak RSS (ru_maxrss would carry the parent's over exec)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
 def rss_mib() -> float:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2 ** 20
@@ -136,8 +144,7 @@ def run_child(which: str):
     base = rss_mib()
     fn = ours_cka if which == "ours" else reference_cka
     fn(model_a, model_b, x, la, lb)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-    print(f"{peak - base:.1f}")
+    print(f"{peak_rss_mib() - base:.1f}")
 
 
 def interleaved(contenders, repeats):
@@ -160,6 +167,7 @@ def main():
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--child", choices=["ours", "reference"])
+    ap.add_argument("--memory-only", action="store_true")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     if args.child:
@@ -171,6 +179,10 @@ def main():
     print(f"threads={torch.get_num_threads()} torch={torch.__version__} pretrained={pretrained} "
           f"images={N_IMAGES} batch={BATCH} load={os.getloadavg()[0]:.1f}")
 
+    if args.memory_only:
+        mem_ours, mem_ref = peak_memory("ours", args.threads), peak_memory("reference", args.threads)
+        print(f"  peak memory above the loaded models: cnnviz.cka {mem_ours:.0f} MiB, reference {mem_ref:.0f} MiB")
+        return
     # Agreement first: the minibatch estimate against the full-data CKA.
     ours, ref = ours_cka(model_a, model_b, x, la, lb), reference_cka(model_a, model_b, x, la, lb)
     print(f"\nCKA {len(la)}x{len(lb)} layers, ResNet-20 x ResNet-56: max |minibatch - full| = "

@@ -61,7 +61,8 @@ def show_filter_statistics(stats, max_filters: int = 64, image_labels: Optional[
     gs = fig.add_gridspec(1, 3, width_ratios=[0.25, max(4.0, n_img * 0.35), 1.2], wspace=0.05)
     ax_mark, ax, ax_frac = fig.add_subplot(gs[0]), fig.add_subplot(gs[1]), fig.add_subplot(gs[2])
     im = ax.imshow(rows.numpy(), aspect="auto", cmap=cmap, interpolation="nearest")
-    fig.colorbar(im, ax=ax_frac, fraction=0.15, pad=0.1, label="response / filter max" if normalize else "response")
+    cax = fig.add_axes([0.9, 0.35, 0.015, 0.3])
+    fig.colorbar(im, cax=cax, label="response / filter max" if normalize else "response")
     labels = [str(c) for c in order.tolist()]
     colours = np.array([[0.2, 0.7, 0.3] if c in consistent else [0.95, 0.55, 0.1] if c in specific else [1, 1, 1]
                         for c in order.tolist()])
@@ -86,7 +87,7 @@ def show_filter_statistics(stats, max_filters: int = 64, image_labels: Optional[
     layer = getattr(stats, "layer", None)
     fig.suptitle(title or f"Filter responses{f' at {layer}' if layer else ''}: green consistent "
                  f"({len(consistent)}), orange image-specific ({len(specific)})", fontsize=10)
-    fig.subplots_adjust(left=0.08, right=0.97, bottom=0.18, top=0.92)
+    fig.subplots_adjust(left=0.1, right=0.85, bottom=0.12, top=0.94)
     return _finish(fig, show, tight=False)
 
 
@@ -148,6 +149,6 @@ def show_cka(result, title: Optional[str] = None, label_a: str = "model A", labe
                 if np.isfinite(m[i, j]):
                     ax.text(j, i, f"{m[i, j]:.2f}", ha="center", va="center", fontsize=6,
                             color="white" if m[i, j] < 0.6 else "black")
-    ax.set_title(title or f"Linear CKA ({result.kernel}, {result.samples} images)" if result.kernel == "linear"
-                 else title or f"RBF CKA ({result.samples} images)", fontsize=10)
+    kind = "Linear" if result.kernel == "linear" else "RBF"
+    ax.set_title(title or f"{kind} CKA ({result.samples} images)", fontsize=10)
     return _finish(fig, show)

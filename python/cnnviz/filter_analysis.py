@@ -12,7 +12,8 @@ The defaults shown in the signatures come from the C++ Options structs (``cnnviz
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+import warnings
+from dataclasses import dataclass
 from typing import Dict, List, Optional
 
 import torch
@@ -120,7 +121,13 @@ class FilterStatisticsAccumulator:
         return self
 
     def result(self) -> FilterStatistics:
-        return FilterStatistics(**self._acc.result(), layer=self.layer)
+        stats = FilterStatistics(**self._acc.result(), layer=self.layer)
+        if bool((stats.mean < 0).any()):
+            warnings.warn(f"cnnviz: filter_statistics: some filters{f' of {self.layer}' if self.layer else ''} have "
+                          "negative mean responses (a layer before its ReLU?): selectivity and top_share assume "
+                          "non-negative responses; take the layer after the activation for them", RuntimeWarning,
+                          stacklevel=3)
+        return stats
 
     def state_dict(self) -> Dict[str, torch.Tensor]:
         """The state as tensors (``count``, ``mean``, ``m2``, ``max``, ``active``,

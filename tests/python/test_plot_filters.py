@@ -22,7 +22,7 @@ def test_filter_statistics_heatmap_sorted_by_selectivity(net):
     stats = cnnviz.filter_statistics(net, torch.rand(9, 3, 16, 16), "layer1.1", keep_per_image=True)
     fig = cplot.show_filter_statistics(stats, show=False)
     assert isinstance(fig, Figure)
-    marks, heat = fig.axes[0], fig.axes[1]
+    marks, heat = fig.axes[0], fig.axes[1]  # then the fraction bars and the colorbar
     rows = [int(t.get_text()) for t in marks.get_yticklabels()]
     assert rows == torch.argsort(stats.selectivity, descending=True).tolist()
     assert heat.images[0].get_array().shape == (12, 9)
