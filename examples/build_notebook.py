@@ -63,7 +63,7 @@ import cnnviz.plot as cplot
 
 FAST = os.environ.get("CNNVIZ_NOTEBOOK_FAST", "") not in ("", "0")
 # Iteration counts: the notebook's settings, or a few steps for a smoke run.
-ITERS = 2 if FAST else 200           # feature inversion
+ITERS = 2 if FAST else 100           # feature inversion (the notebook calls it with 100)
 MAX_ITERS = 2 if FAST else 128       # activation maximization
 SIZE = 112 if FAST else 224          # input side for the inversions (MobileNetV2 and VGG16)
 torch.manual_seed(0)
