@@ -57,7 +57,7 @@ def run(model, out_dir, photos, inversion_steps=60):
         _headless.screenshot(driver, os.path.join(out_dir, "report.png"))
         print(f"  wrote {os.path.join(out_dir, 'report.png')}")
     finally:
-        _headless.quit(driver)
+        _headless.close(driver)
 
 
 def main():

@@ -23,7 +23,7 @@ def photo(seed: int, side: int = 48) -> torch.Tensor:
 def browser():
     driver = _headless.start()
     yield driver
-    _headless.quit(driver)
+    _headless.close(driver)
 
 
 @pytest.fixture(scope="module")

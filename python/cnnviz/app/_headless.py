@@ -38,7 +38,8 @@ def start(width: int = 1280, height: int = 900):
     return driver
 
 
-def quit(driver) -> None:
+def close(driver) -> None:
+    """Quits the browser and removes its profile."""
     profile = getattr(driver, "_cnnviz_profile", None)
     try:
         driver.quit()
