@@ -86,6 +86,7 @@ def compare(args):
                     else:
                         run_call(model, paths, m, os.path.join(tmp, "run"), args.batch_size)
                     times[(m, who)].append(time.perf_counter() - t0)
+                    print(f"# {m} {who}: {times[(m, who)][-1]:.2f} s for {count[m]} images", flush=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print(f"\nResNet-20 (pretrained), CIFAR-10 images (32x32, read from PNG), "

@@ -63,7 +63,7 @@ import cnnviz.plot as cplot
 
 FAST = os.environ.get("CNNVIZ_NOTEBOOK_FAST", "") not in ("", "0")
 # Iteration counts: the notebook's settings, or a few steps for a smoke run.
-ITERS = 2 if FAST else 200           # feature inversion
+ITERS = 2 if FAST else 100           # feature inversion (the notebook calls it with 100)
 MAX_ITERS = 2 if FAST else 128       # activation maximization
 SIZE = 112 if FAST else 224          # input side for the inversions (MobileNetV2 and VGG16)
 torch.manual_seed(0)
@@ -367,9 +367,17 @@ print("CKA of matching stages:", dict(zip(STAGES, np.round(np.diag(cka_matrix), 
 md(r"""
 ## Challenge 6: an interactive dashboard
 
-Pick an image, a layer and a filter, and see the filter's response and the layer's
-inversion. In a live notebook the sliders drive the figure; executed headless, the figure
-for the initial choice is shown below.
+`cnnviz.dashboard(model)` serves an interactive page for a model from this kernel: choose
+or upload an image, pick layers and filters, see feature maps, attributions and a live
+feature inversion, and compare images and layers side by side. It shows inline in Jupyter
+(and `board.url` opens it in a browser; `board.stop()` ends it). Below it, the same idea
+with ipywidgets inside the notebook: in a live notebook the controls drive the figure;
+executed headless, the figure for one choice is shown.
+""")
+
+code(r"""
+board = cnnviz.dashboard(mobilenet, images=[os.path.join(IMAGES, p) for p in PHOTOS[:4]])
+board
 """)
 
 code(r"""

@@ -72,4 +72,9 @@ def __getattr__(name: str):
         import importlib
 
         return importlib.import_module(".plot", __name__)
+    # The dashboard and the report load Flask and the page only when asked for.
+    if name in ("dashboard", "report"):
+        import importlib
+
+        return getattr(importlib.import_module(".app.server" if name == "dashboard" else ".app.report", __name__), name)
     raise AttributeError(f"module 'cnnviz' has no attribute '{name}'")
