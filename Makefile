@@ -7,7 +7,8 @@ BUILD := build/cmake
 JOBS ?= $(shell nproc)
 export CNNVIZ_DATA ?= $(abspath ../shared/data)
 
-.PHONY: deps venv build install test test-cpp test-consumer test-python demo bench clean fuzz test-fuzz test-asan
+.PHONY: deps venv build install test test-cpp test-consumer test-python demo bench clean kernel jupyter notebook \
+	fuzz test-fuzz test-asan
 
 deps:
 	@bash scripts/install-deps.sh
@@ -37,6 +38,22 @@ test-consumer: build
 
 test-python: install
 	cd tests/python && ../../$(PY) -m pytest -q -p no:cacheprovider .
+
+# The Jupyter kernel "cnnviz" runs this venv's Python (which imports cnnviz). `kernel`
+# registers it inside the venv (found by Jupyter run from the venv's Python); `jupyter`
+# also registers it for the user, so that Debian's `jupyter notebook` offers it.
+kernel: install
+	$(PY) -m ipykernel install --sys-prefix --name cnnviz --display-name "Python (cnnviz)" > /dev/null
+
+jupyter: kernel
+	$(PY) -m ipykernel install --user --name cnnviz --display-name "Python (cnnviz)"
+	@echo "Kernel 'cnnviz' registered. Start Jupyter with: jupyter notebook examples/cnn_visualization.ipynb"
+
+# Executes the cnnviz edition of the notebook headless (nbclient, a kernel on this venv's
+# Python); the copy with its figures goes to out/.
+notebook: install
+	env -u MPLBACKEND $(PY) examples/run_notebook.py examples/cnn_visualization.ipynb out/cnn_visualization.ipynb
+
 
 # The fuzz smoke runs where clang is installed (scripts/install-deps.sh adds it).
 CLANGXX ?= $(shell command -v clang++-14 || command -v clang++)
@@ -86,7 +103,7 @@ test-asan: venv
 	  ASAN_OPTIONS=detect_leaks=0:protect_shadow_gap=0 CNNVIZ_C_DIR=$(abspath $(ASAN_BUILD))/python/cnnviz \
 	  PYTHONPATH=$(abspath python) ../../$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS) .
 
-demo: install
+demo: install jupyter
 	$(PY) examples/demo.py --out out
 
 bench: install

@@ -180,16 +180,27 @@ void bind_maximization(py::module_& m) {
   py::class_<TopFilters>(m, "TopFilters")
       .def_readonly("channels", &TopFilters::channels)
       .def_readonly("scores", &TopFilters::scores)
+      .def_readonly("activations", &TopFilters::activations)
       .def("__repr__", [](const TopFilters& t) {
-        std::string s = "TopFilters(channels=[";
-        for (size_t i = 0; i < t.channels.size(); ++i) s += (i ? ", " : "") + std::to_string(t.channels[i]);
+        std::string s = "TopFilters(channels per image=[";
+        for (int64_t i = 0; i < t.channels.size(0); ++i) {
+          s += i ? ", [" : "[";
+          for (int64_t j = 0; j < t.channels.size(1); ++j)
+            s += (j ? ", " : "") + std::to_string(t.channels[i][j].item<int64_t>());
+          s += "]";
+        }
         return s + "])";
       });
   m.def("top_filters", [](py::object model, const torch::Tensor& x, const std::string& layer, int64_t k,
-                          const std::string& reduction) {
+                          const std::string& reduction, c10::optional<torch::Tensor> reference_mean,
+                          c10::optional<torch::Tensor> reference_std, const std::string& relative) {
     auto any = to_model(model);
+    TopFiltersReference ref;
+    if (reference_mean) ref.mean = *reference_mean;
+    if (reference_std) ref.std = *reference_std;
+    ref.relative = relative;
     py::gil_scoped_release release;
-    return cnnviz::top_filters(any, x, layer, k, reduction);
+    return cnnviz::top_filters(any, x, layer, k, reduction, ref);
   });
 }
 

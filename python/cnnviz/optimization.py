@@ -300,12 +300,22 @@ def maximize(model, layer: Optional[str] = None, channel: Union[None, int, Seque
     return _run(_C.maximize, progress, iterations, "maximize", model, kind, layer, indices, y, x, direction, o)
 
 
-def top_filters(model, x: torch.Tensor, layer: str, k: int = 10, reduction: str = "mean") -> TopFilters:
-    """The ``k`` channels of ``layer`` that the images ``x`` (N, C, H, W) excite most, by
-    mean (or ``reduction="max"``) activation over positions, averaged over the batch
-    (challenge 2). Returns ``TopFilters``: ``channels`` (most active first) and ``scores``;
-    pass ``channels`` to :func:`maximize` to see what each responds to."""
-    return _C.top_filters(model, x, layer, int(k), reduction)
+def top_filters(model, x: torch.Tensor, layer: str, k: int = 10, reduction: str = "mean", *,
+                reference=None, relative: str = "zscore") -> TopFilters:
+    """The ``k`` channels of ``layer`` that each image of ``x`` (N, C, H, W) excites most, by
+    mean (or ``reduction="max"``) activation over positions (challenge 2), ranked per image.
+
+    Raw activations favour filters that respond to almost anything (flat colour): with
+    ``reference`` (a :class:`cnnviz.FilterStatistics` of the same layer over a reference set
+    of images, from :func:`cnnviz.filter_statistics`) the ranking is relative to each
+    filter's typical response: ``relative="zscore"`` (a - mean) / std, or ``"ratio"``
+    a / mean. Returns ``TopFilters``: ``channels`` (N, k) int64 (highest first), ``scores``
+    (N, k) (the ranking score) and ``activations`` (N, k); pass ``channels[i].tolist()`` to
+    :func:`maximize` to see what image i's filters respond to."""
+    mean = std = None
+    if reference is not None:
+        mean, std = reference.mean, reference.std
+    return _C.top_filters(model, x, layer, int(k), reduction, mean, std, relative)
 
 
 def deep_dream(model, x: torch.Tensor, layer: Union[str, Sequence[str]], *, iterations: int = _DREAM.iterations,
