@@ -70,7 +70,7 @@ def _calls(model, x):
         "occlusion": lambda: cnnviz.occlusion(model, x, target=1, window=8, stride=8).map,
         "fgsm": lambda: cnnviz.fgsm(model, x, target=1, eps=0.01).adversarial,
         "inversion_loss": lambda: cnnviz.inversion_loss(model, x, x.flip(3), "4").detach(),
-        "top_filters": lambda: torch.tensor(cnnviz.top_filters(model, x, "8", k=3).scores),
+        "top_filters": lambda: torch.as_tensor(cnnviz.top_filters(model, x, "8", k=3).scores),
         "predict": lambda: torch.tensor([p.index for p in cnnviz.predict(model, x, k=2, labels=None)[0]]),
         "plain": lambda: model(x).detach(),
     }
