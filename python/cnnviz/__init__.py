@@ -35,6 +35,8 @@ from .optimization import *  # noqa: E402,F401,F403
 from .attribution import *  # noqa: E402,F401,F403
 from .adversarial import *  # noqa: E402,F401,F403
 from .metrics import *  # noqa: E402,F401,F403
+from .faithfulness import *  # noqa: E402,F401,F403
+from .layer_analysis import *  # noqa: E402,F401,F403
 from .filter_analysis import *  # noqa: E402,F401,F403
 from .representation import *  # noqa: E402,F401,F403
 from . import cnn_utils, zoo  # noqa: E402,F401
