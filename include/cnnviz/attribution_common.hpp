@@ -107,6 +107,7 @@ struct Attribution {
   torch::Tensor target;       ///< (N,) int64: the class explained for each sample
   torch::Tensor logits;       ///< (N, K): the model's output for x
   bool stopped_early = false;  ///< the progress callback stopped the loop (partial result)
+  bool interrupted = false;    ///< Ctrl-C stopped the loop (set by the Python bindings)
 };
 
 namespace detail {

@@ -36,6 +36,7 @@ from .attribution import *  # noqa: E402,F401,F403
 from .adversarial import *  # noqa: E402,F401,F403
 from .metrics import *  # noqa: E402,F401,F403
 from . import cnn_utils, zoo  # noqa: E402,F401
+from . import _results  # noqa: E402,F401  (reprs and docs of the result classes)
 
 
 def data_dir() -> str:
