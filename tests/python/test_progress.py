@@ -20,10 +20,11 @@ class SlowNet(nn.Module):
     def __init__(self, delay: float = 0.02) -> None:
         super().__init__()
         self.delay = delay
-        self.features = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1),
+        # 64 channels at features.2: Score-CAM's 64 masked forwards outlast the signal's delay.
+        self.features = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 64, 3, padding=1),
                                       nn.ReLU())
         self.pool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(8, 4)
+        self.fc = nn.Linear(64, 4)
 
     def forward(self, x):
         time.sleep(self.delay)
@@ -38,7 +39,7 @@ def _ctrl_c_after(seconds: float) -> threading.Timer:
 
 X = torch.rand(1, 3, 12, 12)
 
-# name -> (call, how to tell the result is partial)
+# Each call would run for at least 64 forwards of 0.02 s; the signal comes after 0.3 s.
 CASES = {
     "smooth_grad": lambda m: cnnviz.smooth_grad(m, X, samples=400, batch_size=1),
     "integrated_gradients": lambda m: cnnviz.integrated_gradients(m, X, steps=400, batch_size=1),
@@ -47,7 +48,7 @@ CASES = {
     "lime": lambda m: cnnviz.lime(m, X, samples=400, batch_size=1, segmentation="grid", segments=9),
     "pgd": lambda m: cnnviz.pgd(m, X, steps=400),
     "invert": lambda m: cnnviz.invert(m, X, "features.2", iterations=400),
-    "maximize": lambda m: cnnviz.maximize(m, "fc", 1, size=(12, 12), iterations=400),
+    "maximize": lambda m: cnnviz.maximize(m, logit=1, size=(12, 12), iterations=400),
     "deep_dream": lambda m: cnnviz.deep_dream(m, X, "features.2", iterations=200, octaves=2),
 }
 
@@ -72,8 +73,9 @@ def test_sigint_mid_forward_returns_the_partial_result(method):
                for w in caught), [str(w.message) for w in caught]
     # The warning points at this file (the user's call), not into the package.
     assert any(w.filename == __file__ for w in caught)
-    # Each loop would take at least 400 * 0.02 s = 8 s; it stopped soon after the signal.
-    assert elapsed < 4.0, elapsed
+    # stopped_early says the result is partial; the time says the stop came without a
+    # long wait (the 400-step loops would take at least 8 s).
+    assert elapsed < 6.0, elapsed
     # Python's default handler is back once the call returns.
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
