@@ -37,6 +37,7 @@ from .adversarial import *  # noqa: E402,F401,F403
 from .metrics import *  # noqa: E402,F401,F403
 from . import cnn_utils, zoo  # noqa: E402,F401
 from . import _results  # noqa: E402,F401  (reprs and docs of the result classes)
+from .runs import RunSummary, open_run, run  # noqa: E402,F401
 
 
 def data_dir() -> str:

@@ -4,6 +4,7 @@
     cnnviz predict PHOTO [--model mobilenet_v2|resnet20|resnet56|FILE.pt] [-k 5]
     cnnviz explain PHOTO --method grad_cam --out map.png [--model ...] [--layer NAME]
     cnnviz summary [--model ...]
+    cnnviz run --model resnet20 --data FOLDER|LIST.txt --methods saliency,grad_cam,ig --out DIR
 
 Models are the pretrained samples of ``cnnviz.zoo`` (from ``$CNNVIZ_DATA``) or a TorchScript
 file; a TorchScript model needs ``--size`` (its input side) and ``--labels``.
@@ -73,7 +74,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     ex.add_argument("--out", required=True, help="PNG/JPEG/BMP to write")
     ex.add_argument("--alpha", type=float, default=0.5, help="heatmap opacity")
     with_model(sub.add_parser("summary", help="the model's layers, shapes and parameters"))
+    from .runs.cli import add_parser as _add_run_parser
+
+    _add_run_parser(sub)
     args = parser.parse_args(argv)
+    if args.command == "run":
+        from .runs.cli import main as _run_main
+
+        return _run_main(args)
 
     try:
         if args.command == "info":

@@ -1,0 +1,180 @@
+"""Dataset runs: ``cnnviz.run`` against the per-image loop a user writes today, and scaling
+from 1 to 2 processes under torchrun.
+
+The loop is what one writes with Captum-style calls (one image per call; integrated
+gradients batches its path points inside the call, as Captum's ``internal_batch_size`` does):
+read the file, preprocess, predict, attribute, keep the map, save all maps at the end. The
+reference calls are plain autograd (reference_attribution.py; Captum is not installed here).
+Both sides read the same 1,000 files (the 20 CIFAR-10 samples repeated) with cnnviz's decoder
+and write their maps to disk. Contenders are interleaved over repeats; median and spread.
+
+Usage:
+  python benchmarks/compare_runs.py [--threads 2] [--images 1000] [--repeats 3]
+  python benchmarks/compare_runs.py --scaling [--images 1000] [--repeats 3]
+  python benchmarks/compare_runs.py --resnet50 [--images 4]   (per-image cost behind docs/runs.md's estimate)
+(CNNVIZ_DATA must point at the sample data.) Prints Markdown tables.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+import torch
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import cnnviz  # noqa: E402
+import reference_attribution as ref  # noqa: E402
+
+IG_STEPS = 32
+
+
+def files(n: int):
+    folder = os.path.join(cnnviz.data_dir(), "images", "cifar10_samples")
+    samples = sorted(os.path.join(folder, f) for f in os.listdir(folder) if f.endswith(".png"))
+    return [samples[i % len(samples)] for i in range(n)]
+
+
+def user_loop(model, paths, method, out):
+    """The per-image loop: one Captum-style call per image, maps saved at the end."""
+    maps = []
+    for p in paths:
+        x = cnnviz.preprocess(cnnviz.load_image(p), size=32)
+        with torch.no_grad():
+            target = int(model(x).argmax(1))
+        if method == "saliency":
+            m = ref.saliency_loop(model, x, target)
+        elif method == "grad_cam":
+            m = ref.grad_cam_loop(model, x, target, "layer3")
+        else:  # Captum's IntegratedGradients: all path points of the image in one batch
+            m = ref.integrated_gradients_batched(model, x, target, IG_STEPS, IG_STEPS)
+        maps.append(m.detach().numpy())
+    np.save(out, np.concatenate(maps))
+
+
+def run_call(model, paths, method, out, batch_size):
+    spec = ("integrated_gradients", {"steps": IG_STEPS, "batch_size": 256}) if method == "ig" else method
+    cnnviz.run(model, paths, [spec], out, batch_size=batch_size, size=32, progress=False, overwrite=True)
+
+
+def spread(times):
+    return f"{statistics.median(times):.2f} s ({min(times):.2f}-{max(times):.2f})"
+
+
+def compare(args):
+    torch.set_num_threads(args.threads)
+    model = cnnviz.zoo.pretrained("resnet20")
+    paths = files(args.images)
+    tmp = tempfile.mkdtemp(prefix="cnnviz-bench-")
+    methods = ["saliency", "grad_cam", "ig"]
+    times = {(m, who): [] for m in methods for who in ("loop", "run")}
+    try:
+        for _ in range(args.repeats):
+            for m in methods:
+                for who in ("loop", "run"):  # interleaved
+                    t0 = time.perf_counter()
+                    if who == "loop":
+                        user_loop(model, paths, m, os.path.join(tmp, "loop.npy"))
+                    else:
+                        run_call(model, paths, m, os.path.join(tmp, "run"), args.batch_size)
+                    times[(m, who)].append(time.perf_counter() - t0)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(f"\nResNet-20 (pretrained), {args.images} CIFAR-10 images (32x32, read from PNG), "
+          f"{args.threads} threads, batch {args.batch_size}, median of {args.repeats} interleaved repeats (min-max)\n")
+    print("| method | per-image loop | images/s | cnnviz.run | images/s | speed-up |")
+    print("|---|---|---|---|---|---|")
+    names = {"saliency": "saliency", "grad_cam": "Grad-CAM (layer3)", "ig": f"IG ({IG_STEPS} steps)"}
+    for m in methods:
+        lo, ru = statistics.median(times[(m, "loop")]), statistics.median(times[(m, "run")])
+        print(f"| {names[m]} | {spread(times[(m, 'loop')])} | {args.images / lo:.0f} | "
+              f"{spread(times[(m, 'run')])} | {args.images / ru:.0f} | {lo / ru:.1f}x |")
+
+
+def scaling(args):
+    """Images/s of one method over the same files: 1 process at 1 and 2 threads, 2 processes
+    (torchrun, 1 thread each)."""
+    tmp = tempfile.mkdtemp(prefix="cnnviz-scale-")
+    listing = os.path.join(tmp, "files.txt")
+    with open(listing, "w") as f:
+        f.write("\n".join(files(args.images)))
+    env = dict(os.environ)
+    contenders = {
+        "1 process, 1 thread": (["--nproc_per_node=1"], "1"),
+        "1 process, 2 threads": (["--nproc_per_node=1"], "2"),
+        "2 processes (torchrun), 1 thread each": (["--nproc_per_node=2"], "1"),
+    }
+    times = {(m, c): [] for m in args.methods for c in contenders}
+    try:
+        for _ in range(args.repeats):
+            for m in args.methods:
+                for c, (nproc, threads) in contenders.items():
+                    out = os.path.join(tmp, "out")
+                    shutil.rmtree(out, ignore_errors=True)
+                    cmd = [sys.executable, "-m", "cnnviz.runs.torchrun", "--standalone", *nproc, "-m", "cnnviz.cli",
+                           "run", "--model", "resnet20", "--data", listing, "--methods", m, "--set",
+                           f"ig.steps={IG_STEPS}", "--set", "ig.batch_size=256", "--out", out,
+                           "--batch-size", str(args.batch_size), "--workers", "0", "--no-progress"]
+                    if m != "ig":
+                        cmd = [a for a in cmd if not a.startswith("ig.") and a != "--set"]
+                    env["OMP_NUM_THREADS"] = threads
+                    r = subprocess.run(cmd, env=env, capture_output=True, text=True)
+                    if r.returncode:
+                        raise RuntimeError(r.stdout + r.stderr)
+                    # The run's own wall time (all ranks), without interpreter start-up.
+                    line = [ln for ln in r.stdout.splitlines() if "images/s" in ln][0]
+                    times[(m, c)].append(float(line.split(" s (")[0].rsplit(" ", 1)[1]))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(f"\nScaling: ResNet-20, {args.images} images, batch {args.batch_size}, median of {args.repeats} "
+          f"interleaved repeats (min-max), seconds of the run itself (start-up excluded)\n")
+    print("| method | " + " | ".join(contenders) + " | 2 processes vs 1 process, 1 thread |")
+    print("|---|" + "---|" * (len(contenders) + 1))
+    for m in args.methods:
+        cells = [f"{spread(times[(m, c)])}, {args.images / statistics.median(times[(m, c)]):.0f} img/s" for c in contenders]
+        ratio = statistics.median(times[(m, "1 process, 1 thread")]) / statistics.median(
+            times[(m, "2 processes (torchrun), 1 thread each")])
+        print(f"| {m} | " + " | ".join(cells) + f" | {ratio:.2f}x |")
+
+
+def resnet50_cost(args):
+    """Seconds and bytes per image of IG (32 steps) on ResNet-50 (torchvision architecture,
+    random weights: the cost does not depend on them) over ImageNet samples at 224x224, as
+    cnnviz.run stores it."""
+    import torchvision
+
+    torch.set_num_threads(args.threads)
+    model = torchvision.models.resnet50().eval()
+    folder = os.path.join(cnnviz.data_dir(), "images", "imagenet_samples")
+    paths = sorted(os.path.join(folder, f) for f in os.listdir(folder))[:args.images]
+    tmp = tempfile.mkdtemp(prefix="cnnviz-r50-")
+    try:
+        s = cnnviz.run(model, paths, [("ig", {"steps": IG_STEPS, "batch_size": 32})], os.path.join(tmp, "out"),
+                       batch_size=args.images, size=224, resize=256, progress=False)
+        chunks = os.path.join(tmp, "out", "chunks")
+        size = sum(os.path.getsize(os.path.join(chunks, f)) for f in os.listdir(chunks))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(f"ResNet-50, IG {IG_STEPS} steps, {args.images} images at 224x224, {args.threads} threads: "
+          f"{s.seconds / args.images:.2f} s per image ({s.seconds / args.images / IG_STEPS * 1000:.0f} ms per "
+          f"path point), {size / args.images / 1e3:.0f} kB per image stored")
+
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--images", type=int, default=1000)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--scaling", action="store_true")
+    p.add_argument("--resnet50", action="store_true")
+    p.add_argument("--methods", nargs="+", default=["saliency", "ig"])
+    a = p.parse_args()
+    scaling(a) if a.scaling else resnet50_cost(a) if a.resnet50 else compare(a)
