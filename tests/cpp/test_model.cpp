@@ -169,3 +169,19 @@ TEST_CASE("a missing file is cnnviz::FileNotFoundError from every loader") {
   // It is a std::system_error (and so a std::exception) for code that knows only those.
   static_assert(std::is_base_of_v<std::system_error, cnnviz::FileNotFoundError>);
 }
+
+TEST_CASE("CAM targets: {} is the predicted class, a class index, a vector or a brace list") {
+  cnnviz::AnyModel model = cnnviz::SequentialModel(conv_net());
+  auto x = torch::rand({2, 3, 6, 6});
+  auto predicted = model.forward(x).argmax(1);
+  auto a = cnnviz::grad_cam(model, x, "1", {}, cnnviz::CamOptions());
+  CHECK(torch::equal(a.front().target, predicted));
+  auto b = cnnviz::grad_cam(model, x, "1", 2);
+  CHECK(torch::equal(b.front().target, torch::full({2}, 2, torch::kLong)));
+  auto c = cnnviz::grad_cam(model, x, {"1", "3"}, {0, 2});
+  REQUIRE(c.maps.size() == 4);
+  CHECK(c.num_targets == 2);
+  CHECK(torch::allclose(c.at("3", 1).map, cnnviz::grad_cam(model, x, "3", 2).front().map));
+  auto d = cnnviz::grad_cam(model, x, "1", std::vector<int64_t>{1, 0});  // one class per sample
+  CHECK(torch::equal(d.front().target, torch::tensor({1, 0}, torch::kLong)));
+}
