@@ -4,7 +4,6 @@
 
 #include <torch/torch.h>
 
-#include <cstdlib>
 #include <fstream>
 #include <iomanip>
 #include <ostream>
@@ -168,38 +167,20 @@ struct Prediction {
 
 /// Class names, one a line: `source` is a file path, or the name of a label set installed
 /// with cnnviz ("imagenet": 1000 ImageNet classes in torchvision's order, "cifar10"), looked
-/// up in $CNNVIZ_LABELS_DIR and then in the directory the CMake package was configured with.
+/// up in $CNNVIZ_LABELS_DIR, then in the installed package's share/cnnviz/labels, then
+/// where the build would install them, then in the source tree. A missing file or set is
+/// cnnviz::FileNotFoundError.
+namespace detail {
+/// load_labels with `package_dir` (may be null) searched after $CNNVIZ_LABELS_DIR: the
+/// installed CMake package passes its own share/cnnviz/labels (src/labels.cpp).
+std::vector<std::string> load_labels(const std::string& source, const char* package_dir);
+}  // namespace detail
 inline std::vector<std::string> load_labels(const std::string& source) {
-  std::string path = source;
-  if (source == "imagenet" || source == "cifar10") {
-    std::vector<std::string> dirs;
-    if (const char* env = std::getenv("CNNVIZ_LABELS_DIR")) dirs.emplace_back(env);
-#ifdef CNNVIZ_LABELS_DIR
-    dirs.emplace_back(CNNVIZ_LABELS_DIR);
+#ifdef CNNVIZ_LABELS_DIR  // set by cnnvizConfig.cmake of an installed package
+  return detail::load_labels(source, CNNVIZ_LABELS_DIR);
+#else
+  return detail::load_labels(source, nullptr);
 #endif
-    std::string tried;
-    path.clear();
-    for (const auto& dir : dirs) {
-      std::string candidate = dir + "/" + source + "_classes.txt";
-      if (std::ifstream(candidate).good()) {
-        path = candidate;
-        break;
-      }
-      tried += " '" + candidate + "'";
-    }
-    if (path.empty())
-      throw FileNotFoundError(detail::concat("cnnviz: label set '", source, "' not found (tried",
-                                             tried.empty() ? " nothing" : tried,
-                                             "); set CNNVIZ_LABELS_DIR or link cnnviz::cnnviz from its CMake package"));
-  }
-  std::ifstream in(path);
-  if (!in.good()) throw_file_error(errno ? errno : ENOENT, detail::concat("cnnviz: cannot read labels file '", path, "'"));
-  std::vector<std::string> labels;
-  for (std::string line; std::getline(in, line);) {
-    if (!line.empty() && line.back() == '\r') line.pop_back();
-    labels.push_back(line);
-  }
-  return labels;
 }
 
 /// Top-k classes by softmax probability for each image of x (N, C, H, W) -> N lists of k.
