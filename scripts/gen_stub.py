@@ -24,13 +24,45 @@ _TYPES = [
 ]
 
 
-def _clean(sig: str) -> str:
+def _split_top(text: str):
+    """Splits at the commas outside brackets."""
+    parts, depth, cur = [], 0, ""
+    for ch in text:
+        if ch in "([{<":
+            depth += 1
+        elif ch in ")]}>":
+            depth -= 1
+        if ch == "," and depth == 0:
+            parts.append(cur)
+            cur = ""
+        else:
+            cur += ch
+    if cur.strip():
+        parts.append(cur)
+    return [p.strip() for p in parts]
+
+
+def _clean_type(t: str) -> str:
     for pattern, repl in _TYPES:
-        sig = re.sub(pattern, repl, sig)
-    sig = re.sub(r"(\w+): (\w[^,=)]*)= <[^>]*>", r"\1: \2= ...", sig)  # unprintable defaults
-    sig = re.sub(r"= [^,)]*\([^)]*\)", "= ...", sig)
-    sig = re.sub(r"= (?!\.\.\.)[^,)]+", "= ...", sig)
-    return sig.replace("_C.", "")
+        t = re.sub(pattern, repl, t)
+    t = re.sub(r"\bcnnviz\.(_C\.)?", "", t)
+    return re.sub(r"\bsequence\b", "Any", t)
+
+
+def _clean(sig: str) -> str:
+    name, rest = sig.split("(", 1)
+    depth, i = 1, 0
+    while depth:
+        depth += {"(": 1, ")": -1}.get(rest[i], 0)
+        i += 1
+    params, ret = rest[: i - 1], rest[i:].split("->", 1)[1].strip()
+    out = []
+    for p in _split_top(params):
+        head, eq, _ = p.partition("=")
+        arg, colon, typ = head.partition(":")
+        text = arg.strip() + (f": {_clean_type(typ.strip())}" if colon else "")
+        out.append(text + (" = ..." if eq else ""))
+    return f"{name}({', '.join(out)}) -> {_clean_type(ret)}"
 
 
 def _signatures(obj, name: str):
@@ -68,8 +100,8 @@ def generate() -> str:
 
     lines = [HEADER]
     for name, obj in sorted(vars(_C).items()):
-        if name.startswith("__"):
-            continue
+        if name.startswith("__") or (name.startswith("_") and inspect.isclass(obj)):
+            continue  # private classes (an exception type registered on first use) vary by run
         if inspect.isclass(obj):
             bases = [b.__name__ for b in obj.__bases__ if getattr(_C, b.__name__, None) is b]
             lines.append(f"class {name}({', '.join(bases)}):" if bases else f"class {name}:")
@@ -78,7 +110,8 @@ def generate() -> str:
                 if attr.startswith("_") and attr not in ("__init__",):
                     continue
                 if isinstance(value, property):
-                    body.append(f"    {attr}: Any")
+                    m = re.search(r"-> (.*)$", (value.fget.__doc__ or "").strip())
+                    body.append(f"    {attr}: {_clean_type(m.group(1)) if m else 'Any'}")
                 elif callable(value) or isinstance(value, staticmethod):
                     body += _method(attr, getattr(obj, attr), isinstance(value, staticmethod))
                 else:

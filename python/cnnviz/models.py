@@ -73,8 +73,8 @@ class Summary(list):
     def _totals_line(self) -> str:
         shown = sum(r.num_parameters for r in self)
         if shown == self.total_parameters:
-            return f"total parameters: {self.total_parameters:,}"
-        return f"parameters in these rows: {shown:,} (model total: {self.total_parameters:,})"
+            return f"total parameters: {self.total_parameters}"
+        return f"parameters in these rows: {shown} (model total: {self.total_parameters})"
 
     def __str__(self) -> str:
         table = _C.format_summary([tuple(r) for r in self]).rstrip("\n").rsplit("\n", 1)[0]

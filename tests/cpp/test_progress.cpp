@@ -76,7 +76,7 @@ TEST_CASE("every batched attribution loop stops when the progress callback says 
     auto r = cnnviz::lime(model, x, {},
                           cnnviz::LimeOptions()
                               .segmentation(cnnviz::Segmentation::grid)
-                              .segments(4)
+                              .superpixels(cnnviz::SlicOptions().segments(4))
                               .samples(40)
                               .batch_size(8)
                               .progress(s.callback()));

@@ -171,7 +171,8 @@ def test_results_print_their_shapes_and_document_their_fields():
     r = cnnviz.saliency(net, x, 2)
     assert repr(r).startswith("Attribution(attribution=(1, 3, 8, 8), map=(1, 8, 8), target=[2], ")
     cam = cnnviz.grad_cam(net, x, "0")
-    assert "CamResult(maps=[1 items], num_targets=1" in repr(cam)
+    assert repr(cam).startswith("CamResult(maps=[CamMap(layer='0', target=[2], map=(1, 8, 8), upsampled=(1, 8, 8))], "
+                                "num_targets=1, logits=")
     assert "interrupted" not in repr(r) and "stopped_early" not in repr(r)
     for name, (_, fields) in _results.RESULTS.items():
         cls = getattr(_C, name)

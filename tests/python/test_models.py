@@ -224,8 +224,10 @@ def test_bad_input():
         cnnviz.predict(model, x, labels=["a", "b", "c"])
     with pytest.raises(ValueError, match="not a 2-D convolution"):
         cnnviz.filter_weights(model, "fc")
-    with pytest.raises(ValueError, match="no weight"):
+    with pytest.raises(ValueError, match="is a block, not a convolution; its first convolution is 'layer1.0.conv1'"):
         cnnviz.filter_weights(model, "layer1")
+    with pytest.raises(ValueError, match="no weight"):
+        cnnviz.filter_weights(model, "relu")
     with pytest.raises(ValueError, match="input_size"):
         cnnviz.summary(model, (32, 32))
 
@@ -323,7 +325,7 @@ def test_summary_depth_stops_at_blocks_and_keeps_the_total():
     by_name = {r.name: r for r in blocks}
     assert by_name["features.1"].num_parameters == sum(p.numel() for p in net.features[1].parameters())
     assert by_name["features.18"].output_shape == (1, 1280, 2, 2)
-    assert f"total parameters: {total:,}" in str(blocks)
+    assert f"total parameters: {total}" in str(blocks)
     with pytest.raises(ValueError, match="depth"):
         cnnviz.summary(net, (3, 64, 64), depth=0)
 
@@ -334,7 +336,7 @@ def test_a_filtered_summary_does_not_claim_the_model_total():
     s = cnnviz.summary(net, (3, 64, 64))
     linear = s.where(lambda r: r.type == "Linear")
     text = str(linear)
-    assert "parameters in these rows: 1,281,000" in text and f"model total: {total:,}" in text
+    assert "parameters in these rows: 1281000" in text and f"model total: {total}" in text
     assert "total parameters" not in text
     assert s[:3].total_parameters == total
     assert "model total" in linear._repr_html_()
