@@ -7,7 +7,7 @@ BUILD := build/cmake
 JOBS ?= $(shell nproc)
 export CNNVIZ_DATA ?= $(abspath ../shared/data)
 
-.PHONY: deps venv build install test test-cpp test-consumer test-python demo bench clean
+.PHONY: deps venv build install test test-cpp test-consumer test-python demo bench clean kernel jupyter notebook
 
 deps:
 	@bash scripts/install-deps.sh
@@ -35,12 +35,26 @@ test-consumer: build
 	cmake --build build/consumer -j $(JOBS)
 	./build/consumer/cnnviz_consumer
 
-test-python: install
+test-python: install kernel
 	cd tests/python && ../../$(PY) -m pytest -q -p no:cacheprovider .
+
+# The Jupyter kernel "cnnviz" runs this venv's Python (which imports cnnviz). `kernel`
+# registers it inside the venv (found by the venv's Python, nbclient and the tests);
+# `jupyter` also registers it for the user, so that Debian's `jupyter notebook` offers it.
+kernel: install
+	$(PY) -m ipykernel install --sys-prefix --name cnnviz --display-name "Python (cnnviz)" > /dev/null
+
+jupyter: kernel
+	$(PY) -m ipykernel install --user --name cnnviz --display-name "Python (cnnviz)"
+	@echo "Kernel 'cnnviz' registered. Start Jupyter with: jupyter notebook examples/cnn_visualization.ipynb"
+
+# Executes the cnnviz edition of the notebook headless; the copy with figures goes to out/.
+notebook: kernel
+	env -u MPLBACKEND $(PY) examples/run_notebook.py examples/cnn_visualization.ipynb out/cnn_visualization.ipynb
 
 test: test-cpp test-consumer test-python
 
-demo: install
+demo: install jupyter
 	$(PY) examples/demo.py --out out
 
 bench: install

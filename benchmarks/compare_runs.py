@@ -9,7 +9,7 @@ Both sides read the same 1,000 files (the 20 CIFAR-10 samples repeated) with cnn
 and write their maps to disk. Contenders are interleaved over repeats; median and spread.
 
 Usage:
-  python benchmarks/compare_runs.py [--threads 2] [--images 1000] [--repeats 3]
+  python benchmarks/compare_runs.py [--threads 2] [--images 1000] [--ig-images N] [--repeats 3]
   python benchmarks/compare_runs.py --scaling [--images 1000] [--repeats 3]
   python benchmarks/compare_runs.py --resnet50 [--images 4]   (per-image cost behind docs/runs.md's estimate)
 (CNNVIZ_DATA must point at the sample data.) Prints Markdown tables.
@@ -71,13 +71,14 @@ def spread(times):
 def compare(args):
     torch.set_num_threads(args.threads)
     model = cnnviz.zoo.pretrained("resnet20")
-    paths = files(args.images)
+    count = {"saliency": args.images, "grad_cam": args.images, "ig": args.ig_images or args.images}
     tmp = tempfile.mkdtemp(prefix="cnnviz-bench-")
     methods = ["saliency", "grad_cam", "ig"]
     times = {(m, who): [] for m in methods for who in ("loop", "run")}
     try:
         for _ in range(args.repeats):
             for m in methods:
+                paths = files(count[m])
                 for who in ("loop", "run"):  # interleaved
                     t0 = time.perf_counter()
                     if who == "loop":
@@ -87,15 +88,15 @@ def compare(args):
                     times[(m, who)].append(time.perf_counter() - t0)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    print(f"\nResNet-20 (pretrained), {args.images} CIFAR-10 images (32x32, read from PNG), "
+    print(f"\nResNet-20 (pretrained), CIFAR-10 images (32x32, read from PNG), "
           f"{args.threads} threads, batch {args.batch_size}, median of {args.repeats} interleaved repeats (min-max)\n")
-    print("| method | per-image loop | images/s | cnnviz.run | images/s | speed-up |")
-    print("|---|---|---|---|---|---|")
+    print("| method | images | per-image loop | images/s | cnnviz.run | images/s | speed-up |")
+    print("|---|---|---|---|---|---|---|")
     names = {"saliency": "saliency", "grad_cam": "Grad-CAM (layer3)", "ig": f"IG ({IG_STEPS} steps)"}
     for m in methods:
         lo, ru = statistics.median(times[(m, "loop")]), statistics.median(times[(m, "run")])
-        print(f"| {names[m]} | {spread(times[(m, 'loop')])} | {args.images / lo:.0f} | "
-              f"{spread(times[(m, 'run')])} | {args.images / ru:.0f} | {lo / ru:.1f}x |")
+        print(f"| {names[m]} | {count[m]} | {spread(times[(m, 'loop')])} | {count[m] / lo:.0f} | "
+              f"{spread(times[(m, 'run')])} | {count[m] / ru:.0f} | {lo / ru:.1f}x |")
 
 
 def scaling(args):
@@ -103,8 +104,9 @@ def scaling(args):
     (torchrun, 1 thread each)."""
     tmp = tempfile.mkdtemp(prefix="cnnviz-scale-")
     listing = os.path.join(tmp, "files.txt")
-    with open(listing, "w") as f:
-        f.write("\n".join(files(args.images)))
+    for m in args.methods:
+        with open(f"{listing}.{m}", "w") as f:
+            f.write("\n".join(files((args.ig_images or args.images) if m == "ig" else args.images)))
     env = dict(os.environ)
     contenders = {
         "1 process, 1 thread": (["--nproc_per_node=1"], "1"),
@@ -119,7 +121,7 @@ def scaling(args):
                     out = os.path.join(tmp, "out")
                     shutil.rmtree(out, ignore_errors=True)
                     cmd = [sys.executable, "-m", "cnnviz.runs.torchrun", "--standalone", *nproc, "-m", "cnnviz.cli",
-                           "run", "--model", "resnet20", "--data", listing, "--methods", m, "--set",
+                           "run", "--model", "resnet20", "--data", f"{listing}.{m}", "--methods", m, "--set",
                            f"ig.steps={IG_STEPS}", "--set", "ig.batch_size=256", "--out", out,
                            "--batch-size", str(args.batch_size), "--workers", "0", "--no-progress"]
                     if m != "ig":
@@ -133,12 +135,13 @@ def scaling(args):
                     times[(m, c)].append(float(line.split(" s (")[0].rsplit(" ", 1)[1]))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    print(f"\nScaling: ResNet-20, {args.images} images, batch {args.batch_size}, median of {args.repeats} "
+    print(f"\nScaling: ResNet-20, {args.images} images ({args.ig_images or args.images} for IG), batch {args.batch_size}, median of {args.repeats} "
           f"interleaved repeats (min-max), seconds of the run itself (start-up excluded)\n")
     print("| method | " + " | ".join(contenders) + " | 2 processes vs 1 process, 1 thread |")
     print("|---|" + "---|" * (len(contenders) + 1))
     for m in args.methods:
-        cells = [f"{spread(times[(m, c)])}, {args.images / statistics.median(times[(m, c)]):.0f} img/s" for c in contenders]
+        n = (args.ig_images or args.images) if m == "ig" else args.images
+        cells = [f"{spread(times[(m, c)])}, {n / statistics.median(times[(m, c)]):.0f} img/s" for c in contenders]
         ratio = statistics.median(times[(m, "1 process, 1 thread")]) / statistics.median(
             times[(m, "2 processes (torchrun), 1 thread each")])
         print(f"| {m} | " + " | ".join(cells) + f" | {ratio:.2f}x |")
@@ -171,6 +174,7 @@ if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--images", type=int, default=1000)
+    p.add_argument("--ig-images", type=int, default=None, help="images for IG (default: --images)")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--scaling", action="store_true")

@@ -2,6 +2,8 @@
 // classes carry the defaults; the Python wrappers (cnnviz/optimization.py) fill them.
 #include "attribution_util.hpp"
 
+#include <pybind11/functional.h>  // on_snapshot: a Python callable, called with the GIL taken
+
 #include "cnnviz/inversion.hpp"
 #include "cnnviz/maximization.hpp"
 
@@ -59,6 +61,7 @@ void bind_inversion(py::module_& m) {
   CNNVIZ_OPTION(c, InversionOptions, mean);
   CNNVIZ_OPTION(c, InversionOptions, std);
   CNNVIZ_OPTION(c, InversionOptions, snapshot_every);
+  CNNVIZ_OPTION(c, InversionOptions, on_snapshot);
   CNNVIZ_OPTION(c, InversionOptions, batch_layers);
 
   py::class_<InversionResult>(m, "InversionResult")
@@ -151,6 +154,7 @@ void bind_maximization(py::module_& m) {
   CNNVIZ_OPTION(c, MaximizeOptions, mean);
   CNNVIZ_OPTION(c, MaximizeOptions, std);
   CNNVIZ_OPTION(c, MaximizeOptions, snapshot_every);
+  CNNVIZ_OPTION(c, MaximizeOptions, on_snapshot);
 
   py::class_<MaximizeResult>(m, "MaximizeResult")
       .def_readonly("image", &MaximizeResult::image)
@@ -180,16 +184,27 @@ void bind_maximization(py::module_& m) {
   py::class_<TopFilters>(m, "TopFilters")
       .def_readonly("channels", &TopFilters::channels)
       .def_readonly("scores", &TopFilters::scores)
+      .def_readonly("activations", &TopFilters::activations)
       .def("__repr__", [](const TopFilters& t) {
-        std::string s = "TopFilters(channels=[";
-        for (size_t i = 0; i < t.channels.size(); ++i) s += (i ? ", " : "") + std::to_string(t.channels[i]);
+        std::string s = "TopFilters(channels per image=[";
+        for (int64_t i = 0; i < t.channels.size(0); ++i) {
+          s += i ? ", [" : "[";
+          for (int64_t j = 0; j < t.channels.size(1); ++j)
+            s += (j ? ", " : "") + std::to_string(t.channels[i][j].item<int64_t>());
+          s += "]";
+        }
         return s + "])";
       });
   m.def("top_filters", [](py::object model, const torch::Tensor& x, const std::string& layer, int64_t k,
-                          const std::string& reduction) {
+                          const std::string& reduction, c10::optional<torch::Tensor> reference_mean,
+                          c10::optional<torch::Tensor> reference_std, const std::string& relative) {
     auto any = to_model(model);
+    TopFiltersReference ref;
+    if (reference_mean) ref.mean = *reference_mean;
+    if (reference_std) ref.std = *reference_std;
+    ref.relative = relative;
     py::gil_scoped_release release;
-    return cnnviz::top_filters(any, x, layer, k, reduction);
+    return cnnviz::top_filters(any, x, layer, k, reduction, ref);
   });
 }
 
@@ -206,6 +221,8 @@ void bind_deep_dream(py::module_& m) {
   CNNVIZ_OPTION(c, DeepDreamOptions, mean);
   CNNVIZ_OPTION(c, DeepDreamOptions, std);
   CNNVIZ_OPTION(c, DeepDreamOptions, seed);
+  CNNVIZ_OPTION(c, DeepDreamOptions, snapshot_every);
+  CNNVIZ_OPTION(c, DeepDreamOptions, on_snapshot);
 
   py::class_<DeepDreamResult>(m, "DeepDreamResult")
       .def_readonly("image", &DeepDreamResult::image)

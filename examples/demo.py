@@ -93,6 +93,10 @@ def main():
                                           size=224, resize=256) for name in ("dog.jpg", "macaws.png")]
         print("\nAttribution and adversarial examples:")
         demo_attribution.run(model, torch.cat(photos), "imagenet", args.out)
+        import demo_analysis_filters
+
+        print("\nFilter analyses (statistics, redundancy, CKA):")
+        demo_analysis_filters.run(args.out, model)
     print(f"\ndone in {time.perf_counter() - t0:.0f} s; pictures in {os.path.abspath(args.out)}/")
 
 

@@ -62,11 +62,11 @@ def run(model, image_tensor, out_dir, size=128, progress=False):
     # Activation maximization of the photo's most active filters (challenge 2).
     t0 = time.perf_counter()
     for layer in (layers[1], layers[-2]):
-        top = cnnviz.top_filters(model, x, layer, k=4)
-        r = cnnviz.maximize(model, layer, channel=top.channels, iterations=64, size=size, progress=progress)
-        grid = cnnviz.make_grid([cnnviz.deprocess(r.image[i:i + 1]) for i in range(len(top.channels))], nrow=4,
+        channels = cnnviz.top_filters(model, x, layer, k=4).channels[0].tolist()
+        r = cnnviz.maximize(model, layer, channel=channels, iterations=64, size=size, progress=progress)
+        grid = cnnviz.make_grid([cnnviz.deprocess(r.image[i:i + 1]) for i in range(len(channels))], nrow=4,
                                 padding=2)
-        print(f"  maximize {layer}: channels {top.channels}, objective "
+        print(f"  maximize {layer}: channels {channels}, objective "
               f"{[round(v, 2) for v in r.initial_objective.tolist()]} -> {[round(v, 2) for v in r.objective.tolist()]}")
         save(grid, out_dir, f"07_maximize_{layer}.png")
     print(f"  maximization: {time.perf_counter() - t0:.0f} s")

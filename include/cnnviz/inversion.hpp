@@ -23,6 +23,7 @@
 #include "cnnviz/image.hpp"
 #include "cnnviz/model.hpp"
 #include "cnnviz/progress.hpp"
+#include "cnnviz/snapshot.hpp"
 #include "cnnviz/regularizers.hpp"
 
 namespace cnnviz {
@@ -78,6 +79,9 @@ struct InversionOptions {
   TORCH_ARG(std::vector<double>, std) = kImageNetStd;
   /// Keep a copy of the image every this many steps (0: none).
   TORCH_ARG(int64_t, snapshot_every) = 0;
+  /// Also handed each snapshot as it is taken, with the step of the current run and all
+  /// images being optimized (N, C, H, W; L N of them for batch_layers).
+  TORCH_ARG(SnapshotCallback, on_snapshot) = nullptr;
   /// invert_layers(): optimize the reconstructions of all layers as one batch (one forward
   /// to the deepest layer per step) instead of one after another.
   TORCH_ARG(bool, batch_layers) = false;
@@ -239,11 +243,13 @@ inline std::vector<InversionResult> run_inversion(const AnyModel& model, const s
     }
     history.push_back(L == 1 ? loss.detach().view({1}) : torch::stack(terms).detach());
     steps = i + 1;
-    if (o.snapshot_every() > 0 && steps % o.snapshot_every() == 0)
+    if (o.snapshot_every() > 0 && steps % o.snapshot_every() == 0) {
       for (int64_t l = 0; l < L; ++l) {
         results[l].snapshots.push_back(z.detach().narrow(0, l * n, n).clone());
         results[l].snapshot_steps.push_back(steps);
       }
+      if (o.on_snapshot()) o.on_snapshot()(steps, z.detach().clone());
+    }
     if (progress && !progress(steps, T, loss.item<double>())) stopped = true;
   }
   auto losses = torch::stack(history).to(torch::kCPU, torch::kDouble);  // (steps, L)

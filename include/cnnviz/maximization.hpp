@@ -25,6 +25,7 @@
 #include "cnnviz/image.hpp"
 #include "cnnviz/model.hpp"
 #include "cnnviz/progress.hpp"
+#include "cnnviz/snapshot.hpp"
 #include "cnnviz/regularizers.hpp"
 
 namespace cnnviz {
@@ -131,7 +132,10 @@ struct MaximizeOptions {
   /// The model's input normalization: images are made in [0, 1] and normalized with it.
   TORCH_ARG(std::vector<double>, mean) = kImageNetMean;
   TORCH_ARG(std::vector<double>, std) = kImageNetStd;
+  /// Keep a copy of the images every this many steps (0: none).
   TORCH_ARG(int64_t, snapshot_every) = 0;
+  /// Also handed each snapshot (B, 3, H, W), normalized, as it is taken.
+  TORCH_ARG(SnapshotCallback, on_snapshot) = nullptr;
   TORCH_ARG(ProgressCallback, progress) = nullptr;
 };
 
@@ -147,10 +151,21 @@ struct MaximizeResult {
   bool interrupted = false;  ///< Ctrl-C stopped the loop (set by the Python bindings)
 };
 
-/// The channels of a layer ranked by activation.
+/// The channels of a layer ranked per image.
 struct TopFilters {
-  std::vector<int64_t> channels;  ///< most active first
-  std::vector<double> scores;     ///< their mean (or max) activation, averaged over the batch
+  torch::Tensor channels;     ///< (N, k) int64: per image, highest score first
+  torch::Tensor scores;       ///< (N, k) float64: the ranking score (activation, or relative to the reference)
+  torch::Tensor activations;  ///< (N, k) float64: the channels' activation (mean or max over positions)
+};
+
+/// A filter's typical response to rank against (FilterStatistics::mean and ::std over a
+/// reference set of images), so that filters which respond to everything (flat colour)
+/// stop topping every image's list.
+struct TopFiltersReference {
+  torch::Tensor mean;  ///< (C,) mean over the reference images of the per-image mean activation
+  torch::Tensor std;   ///< (C,) its standard deviation across those images ("zscore" only)
+  /// "zscore": (a - mean) / std; "ratio": a / mean.
+  std::string relative = "zscore";
 };
 
 /// Options of deep_dream(); the defaults follow the original DeepDream notebook.
@@ -170,6 +185,10 @@ struct DeepDreamOptions {
   TORCH_ARG(std::vector<double>, mean) = kImageNetMean;
   TORCH_ARG(std::vector<double>, std) = kImageNetStd;
   TORCH_ARG(int64_t, seed) = 0;
+  /// Every this many steps (counted over all octaves) on_snapshot gets the current image
+  /// (N, C, h, w) at the octave's size, normalized like x (0: never).
+  TORCH_ARG(int64_t, snapshot_every) = 0;
+  TORCH_ARG(SnapshotCallback, on_snapshot) = nullptr;
   TORCH_ARG(ProgressCallback, progress) = nullptr;
 };
 
@@ -384,6 +403,7 @@ inline MaximizeResult maximize(const AnyModel& model, const Objective& objective
       torch::NoGradGuard no_grad;
       result.snapshots.push_back(to_input(p).detach());
       result.snapshot_steps.push_back(step);
+      if (o.on_snapshot()) o.on_snapshot()(step, result.snapshots.back());
     }
     if (!log.record(loss / static_cast<double>(B), step, T)) {
       result.stopped_early = true;
@@ -397,16 +417,26 @@ inline MaximizeResult maximize(const AnyModel& model, const Objective& objective
   return result;
 }
 
-/// The k channels of `layer` with the largest activation for x (N, C, H, W), averaged over
-/// the batch: by mean over positions (`reduction` "mean") or maximum ("max"). Feed
-/// `channels` to Objective::channels to see what they respond to.
+/// The k channels of `layer` each image of x (N, C, H, W) excites most, by mean activation
+/// over positions (`reduction` "mean") or maximum ("max"), ranked per image; with a
+/// reference (mean reduction only), ranked by the activation relative to each filter's
+/// typical response. Feed `channels[i]` to Objective::channels to see what they respond to.
 inline TopFilters top_filters(const AnyModel& model, const torch::Tensor& x, const Layer& layer, int64_t k = 10,
-                              const std::string& reduction = "mean") {
+                              const std::string& reduction = "mean", const TopFiltersReference& reference = {}) {
   check_image_batch(x);
   detail::check_layers(model, {layer});
   TORCH_CHECK_VALUE(reduction == "mean" || reduction == "max", "cnnviz: top_filters: reduction must be 'mean' or "
                     "'max', got '", reduction, "'");
   TORCH_CHECK_VALUE(k >= 1, "cnnviz: top_filters: k must be at least 1, got ", k);
+  const bool relative = reference.mean.defined();
+  if (relative) {
+    TORCH_CHECK_VALUE(reduction == "mean", "cnnviz: top_filters: a reference holds mean activations; use "
+                      "reduction='mean' with it");
+    TORCH_CHECK_VALUE(reference.relative == "zscore" || reference.relative == "ratio", "cnnviz: top_filters: "
+                      "relative must be 'zscore' or 'ratio', got '", reference.relative, "'");
+    TORCH_CHECK_VALUE(reference.relative != "zscore" || reference.std.defined(), "cnnviz: top_filters: a z-score "
+                      "needs the reference's std");
+  }
   torch::NoGradGuard no_grad;
   auto r = detail::checked_capture(model, x, CaptureRequest{{layer}, false}, "top_filters");
   auto act = r.activations.front().second;
@@ -416,14 +446,31 @@ inline TopFilters top_filters(const AnyModel& model, const torch::Tensor& x, con
                     " channels of layer '", layer, "'");
   auto a = act.to(torch::kFloat);
   auto flat = a.dim() == 2 ? a.unsqueeze(2) : a.flatten(2);  // (N, C, positions)
-  auto per_image = reduction == "mean" ? flat.mean(2) : std::get<0>(flat.max(2));
-  auto top = per_image.mean(0).topk(k);
-  auto scores = std::get<0>(top).to(torch::kDouble).cpu(), idx = std::get<1>(top).cpu();
-  TopFilters out;
-  for (int64_t i = 0; i < k; ++i) {
-    out.channels.push_back(idx[i].item<int64_t>());
-    out.scores.push_back(scores[i].item<double>());
+  auto per_image = (reduction == "mean" ? flat.mean(2) : std::get<0>(flat.max(2))).to(torch::kDouble).cpu();
+  auto score = per_image;
+  if (relative) {
+    auto check = [&](const torch::Tensor& t, const char* what) {
+      TORCH_CHECK_VALUE(t.dim() == 1 && t.size(0) == per_image.size(1), "cnnviz: top_filters: the reference ", what,
+                        " must be (", per_image.size(1), ",) for layer '", layer, "', got ", t.sizes());
+      return t.detach().to(torch::kDouble).cpu();
+    };
+    auto mean = check(reference.mean, "mean");
+    // A floor at 1% of the median scale: a filter silent on the reference set would
+    // otherwise get an unbounded score from any response.
+    if (reference.relative == "zscore") {
+      auto sd = check(reference.std, "std");
+      auto floor = std::max(sd.median().item<double>() * 1e-2, 1e-12);
+      score = (per_image - mean) / sd.clamp_min(floor);
+    } else {
+      auto floor = std::max(mean.abs().median().item<double>() * 1e-2, 1e-12);
+      score = per_image / mean.abs().clamp_min(floor);
+    }
   }
+  auto top = score.topk(k, 1);
+  TopFilters out;
+  out.scores = std::get<0>(top);
+  out.channels = std::get<1>(top);
+  out.activations = per_image.gather(1, out.channels);
   return out;
 }
 
@@ -445,6 +492,7 @@ inline DeepDreamResult deep_dream(const AnyModel& model, const torch::Tensor& x,
   TORCH_CHECK_VALUE(std::isfinite(o.grad_blur_sigma()) && o.grad_blur_sigma() >= 0, "cnnviz: deep_dream: "
                     "grad_blur_sigma must be >= 0");
   TORCH_CHECK_VALUE(o.seed() >= 0, "cnnviz: deep_dream: seed must be >= 0");
+  TORCH_CHECK_VALUE(o.snapshot_every() >= 0, "cnnviz: deep_dream: snapshot_every must be >= 0");
   const int64_t H = x.size(2), W = x.size(3);
   std::vector<std::pair<int64_t, int64_t>> sizes;
   for (int64_t k = 0; k < o.octaves(); ++k) {
@@ -494,7 +542,10 @@ inline DeepDreamResult deep_dream(const AnyModel& model, const torch::Tensor& x,
         img.add_(g, o.learning_rate());
         if (lo.defined()) at::clamp_(img, lo, hi);
       }
-      if (!log.record(loss, k * o.iterations() + i + 1, total)) {
+      const int64_t step = k * o.iterations() + i + 1;
+      if (o.on_snapshot() && o.snapshot_every() > 0 && step % o.snapshot_every() == 0)
+        o.on_snapshot()(step, img.detach().clone());
+      if (!log.record(loss, step, total)) {
         result.stopped_early = true;
         break;
       }

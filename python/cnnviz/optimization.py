@@ -15,11 +15,15 @@ None`` is called after every step and stops the loop by returning False (the res
 has ``stopped_early=True``). Ctrl-C (or Jupyter's stop button) ends the loop cleanly: the
 partial result comes back with ``interrupted=True`` and a RuntimeWarning.
 
+Live images: ``on_snapshot=fn`` with ``snapshot_every=k`` calls ``fn(step, image)`` every k
+steps with the current image(s) (N, C, H, W), normalized, detached (for showing a run as it
+goes, e.g. in :func:`cnnviz.dashboard`).
+
 The defaults shown in the signatures come from the C++ Options structs (``cnnviz._C``).
 """
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 
@@ -39,6 +43,20 @@ TopFilters = _C.TopFilters
 _INV = _C.InversionOptions()
 _MAX = _C.MaximizeOptions()
 _DREAM = _C.DeepDreamOptions()
+
+
+SnapshotArg = Optional[Callable[[int, torch.Tensor], None]]
+
+
+def _snapshot_callback(on_snapshot: SnapshotArg, snapshot_every: int):
+    """None or a callable; a callable without snapshot_every would never be called."""
+    if on_snapshot is None:
+        return None
+    if not callable(on_snapshot):
+        raise ValueError("cnnviz: on_snapshot must be a callable (step, image) or None")
+    if snapshot_every <= 0:
+        raise ValueError("cnnviz: on_snapshot needs snapshot_every > 0 (it is called every snapshot_every steps)")
+    return on_snapshot
 
 
 def _options(cls, **values):
@@ -72,13 +90,14 @@ def _settings(settings: str, optimizer: str, learning_rate: float, momentum: flo
 
 def _inversion_options(iterations, optimizer, learning_rate, momentum, lr_decay, lr_decay_every, alpha, lambda_alpha,
                        tv_beta, lambda_tv, init, init_blur_sigma, seed, jitter, clamp_pixels, mean, std,
-                       snapshot_every, batch_layers=_INV.batch_layers, settings="default"):
+                       snapshot_every, batch_layers=_INV.batch_layers, on_snapshot=None, settings="default"):
     optimizer, learning_rate, momentum = _settings(settings, optimizer, learning_rate, momentum)
     return _options(_C.InversionOptions, iterations=iterations, optimizer=optimizer, learning_rate=learning_rate,
                     momentum=momentum, lr_decay=lr_decay, lr_decay_every=lr_decay_every, alpha=alpha,
                     lambda_alpha=lambda_alpha, tv_beta=tv_beta, lambda_tv=lambda_tv, init_blur_sigma=init_blur_sigma,
                     seed=seed, jitter=jitter, clamp_pixels=clamp_pixels, mean=list(mean), std=list(std),
-                    snapshot_every=snapshot_every, batch_layers=batch_layers, **_init_args(init))
+                    snapshot_every=snapshot_every, batch_layers=batch_layers,
+                    on_snapshot=_snapshot_callback(on_snapshot, snapshot_every), **_init_args(init))
 
 
 def invert(model, x: torch.Tensor, layer: str, *, iterations: int = _INV.iterations, optimizer: str = _INV.optimizer,
@@ -88,7 +107,7 @@ def invert(model, x: torch.Tensor, layer: str, *, iterations: int = _INV.iterati
            init: Union[str, torch.Tensor] = _INV.init, init_blur_sigma: float = _INV.init_blur_sigma,
            seed: int = _INV.seed, jitter: int = _INV.jitter, clamp_pixels: bool = _INV.clamp_pixels,
            mean: Sequence[float] = tuple(_INV.mean), std: Sequence[float] = tuple(_INV.std),
-           snapshot_every: int = _INV.snapshot_every, settings: str = "default",
+           snapshot_every: int = _INV.snapshot_every, on_snapshot: SnapshotArg = None, settings: str = "default",
            progress: ProgressArg = False) -> InversionResult:
     """Feature inversion (Mahendran & Vedaldi 2015): the image whose activations at
     ``layer`` match those of ``x`` (N, C, H, W), minimizing
@@ -105,7 +124,8 @@ def invert(model, x: torch.Tensor, layer: str, *, iterations: int = _INV.iterati
     "noise" (seeded), "zeros", "blurred" (x blurred by ``init_blur_sigma`` pixels) or a
     start tensor of x's shape. ``jitter`` rolls the image by up to that many pixels before
     each forward; ``clamp_pixels`` keeps it in the valid range of images normalized with
-    ``mean``/``std``; ``snapshot_every`` keeps a copy every that many steps.
+    ``mean``/``std``; ``snapshot_every`` keeps a copy every that many steps and hands it to
+    ``on_snapshot(step, image)`` if given.
 
     Returns an ``InversionResult``: ``image`` (N, C, H, W), ``losses`` (steps,) float64
     (the loss before each update), ``snapshots`` and ``snapshot_steps``, ``final_loss``
@@ -114,7 +134,7 @@ def invert(model, x: torch.Tensor, layer: str, *, iterations: int = _INV.iterati
     """
     o = _inversion_options(iterations, optimizer, learning_rate, momentum, lr_decay, lr_decay_every, alpha,
                            lambda_alpha, tv_beta, lambda_tv, init, init_blur_sigma, seed, jitter, clamp_pixels, mean,
-                           std, snapshot_every, settings=settings)
+                           std, snapshot_every, on_snapshot=on_snapshot, settings=settings)
     return run_native(_C.invert, progress, iterations, "invert", model, x, layer, o)
 
 
@@ -127,20 +147,23 @@ def invert_layers(model, x: torch.Tensor, layers: Sequence[str], *, batch_layers
                   init_blur_sigma: float = _INV.init_blur_sigma, seed: int = _INV.seed, jitter: int = _INV.jitter,
                   clamp_pixels: bool = _INV.clamp_pixels, mean: Sequence[float] = tuple(_INV.mean),
                   std: Sequence[float] = tuple(_INV.std), snapshot_every: int = _INV.snapshot_every,
-                  settings: str = "default", progress: ProgressArg = False) -> Dict[str, InversionResult]:
+                  on_snapshot: SnapshotArg = None, settings: str = "default",
+                  progress: ProgressArg = False) -> Dict[str, InversionResult]:
     """:func:`invert` for several layers (the notebook's layer comparison, challenge 3):
     ``{layer: InversionResult}`` in the order given. The targets of all layers come from
     one forward pass and every layer starts from the same image. ``batch_layers=True``
     optimizes all reconstructions as one batch (one forward to the deepest layer per step);
     the default runs them one after another, which is faster on CPU when the layers'
     depths differ (see benchmarks/RESULTS.md). The progress total counts all layers'
-    steps; when the loop is stopped, layers not yet started are left out."""
+    steps; when the loop is stopped, layers not yet started are left out. ``on_snapshot``
+    gets the step within the current run and the images being optimized (all layers' with
+    ``batch_layers``)."""
     if isinstance(layers, str):
         layers = [layers]
     layers = list(layers)
     o = _inversion_options(iterations, optimizer, learning_rate, momentum, lr_decay, lr_decay_every, alpha,
                            lambda_alpha, tv_beta, lambda_tv, init, init_blur_sigma, seed, jitter, clamp_pixels, mean,
-                           std, snapshot_every, batch_layers, settings)
+                           std, snapshot_every, batch_layers, on_snapshot, settings)
     total = iterations if batch_layers else iterations * len(layers)
     results = run_native(_C.invert_layers, progress, total, "invert_layers", model, x, layers, o)
     return {r.layer: r for r in results}
@@ -189,7 +212,8 @@ def maximize(model, layer: Optional[str] = None, channel: Union[None, int, Seque
              lambda_alpha: float = _MAX.lambda_alpha, alpha: float = _MAX.alpha, lambda_tv: float = _MAX.lambda_tv,
              tv_beta: float = _MAX.tv_beta, lambda_blur: float = _MAX.lambda_blur, blur_sigma: float = _MAX.blur_sigma,
              mean: Sequence[float] = tuple(_MAX.mean), std: Sequence[float] = tuple(_MAX.std),
-             snapshot_every: int = _MAX.snapshot_every, progress: ProgressArg = False) -> MaximizeResult:
+             snapshot_every: int = _MAX.snapshot_every, on_snapshot: SnapshotArg = None,
+             progress: ProgressArg = False) -> MaximizeResult:
     """Activation maximization (Olah et al., "Feature Visualization", 2017): images that
     maximize one objective each.
 
@@ -213,8 +237,9 @@ def maximize(model, layer: Optional[str] = None, channel: Union[None, int, Seque
 
     Returns a ``MaximizeResult``: ``image`` (B, 3, H, W) normalized, ``objective`` (B,)
     at the result, ``initial_objective`` (B,) at the start, ``losses`` (steps,) (mean over
-    images of -objective + priors), ``snapshots``/``snapshot_steps``, ``stopped_early``,
-    ``interrupted``.
+    images of -objective + priors), ``snapshots``/``snapshot_steps`` (every
+    ``snapshot_every`` steps, each also handed to ``on_snapshot(step, images)``),
+    ``stopped_early``, ``interrupted``.
     """
     given = [name for name, v in (("channel", channel), ("logit", logit), ("direction", direction)) if v is not None]
     if len(given) != 1:
@@ -240,16 +265,26 @@ def maximize(model, layer: Optional[str] = None, channel: Union[None, int, Seque
                  transforms=transforms, pad=pad, jitter=jitter, scale_min=scale_min, scale_max=scale_max,
                  rotate=rotate, lambda_alpha=lambda_alpha, alpha=alpha, lambda_tv=lambda_tv, tv_beta=tv_beta,
                  lambda_blur=lambda_blur, blur_sigma=blur_sigma, mean=list(mean), std=list(std),
-                 snapshot_every=snapshot_every)
+                 snapshot_every=snapshot_every, on_snapshot=_snapshot_callback(on_snapshot, snapshot_every))
     return run_native(_C.maximize, progress, iterations, "maximize", model, kind, layer, indices, y, x, direction, o)
 
 
-def top_filters(model, x: torch.Tensor, layer: str, k: int = 10, reduction: str = "mean") -> TopFilters:
-    """The ``k`` channels of ``layer`` that the images ``x`` (N, C, H, W) excite most, by
-    mean (or ``reduction="max"``) activation over positions, averaged over the batch
-    (challenge 2). Returns ``TopFilters``: ``channels`` (most active first) and ``scores``;
-    pass ``channels`` to :func:`maximize` to see what each responds to."""
-    return _C.top_filters(model, x, layer, int(k), reduction)
+def top_filters(model, x: torch.Tensor, layer: str, k: int = 10, reduction: str = "mean", *,
+                reference=None, relative: str = "zscore") -> TopFilters:
+    """The ``k`` channels of ``layer`` that each image of ``x`` (N, C, H, W) excites most, by
+    mean (or ``reduction="max"``) activation over positions (challenge 2), ranked per image.
+
+    Raw activations favour filters that respond to almost anything (flat colour): with
+    ``reference`` (a :class:`cnnviz.FilterStatistics` of the same layer over a reference set
+    of images, from :func:`cnnviz.filter_statistics`) the ranking is relative to each
+    filter's typical response: ``relative="zscore"`` (a - mean) / std, or ``"ratio"``
+    a / mean. Returns ``TopFilters``: ``channels`` (N, k) int64 (highest first), ``scores``
+    (N, k) (the ranking score) and ``activations`` (N, k); pass ``channels[i].tolist()`` to
+    :func:`maximize` to see what image i's filters respond to."""
+    mean = std = None
+    if reference is not None:
+        mean, std = reference.mean, reference.std
+    return _C.top_filters(model, x, layer, int(k), reduction, mean, std, relative)
 
 
 def deep_dream(model, x: torch.Tensor, layer: Union[str, Sequence[str]], *, iterations: int = _DREAM.iterations,
@@ -257,19 +292,22 @@ def deep_dream(model, x: torch.Tensor, layer: Union[str, Sequence[str]], *, iter
                learning_rate: float = _DREAM.learning_rate, jitter: int = _DREAM.jitter,
                grad_blur_sigma: float = _DREAM.grad_blur_sigma, clamp_pixels: bool = _DREAM.clamp_pixels,
                mean: Sequence[float] = tuple(_DREAM.mean), std: Sequence[float] = tuple(_DREAM.std),
-               seed: int = _DREAM.seed, progress: ProgressArg = False) -> DeepDreamResult:
+               seed: int = _DREAM.seed, snapshot_every: int = _DREAM.snapshot_every,
+               on_snapshot: SnapshotArg = None, progress: ProgressArg = False) -> DeepDreamResult:
     """DeepDream (Mordvintsev et al. 2015): amplifies what ``layer`` (or a list of layers)
     sees in the images ``x`` (N, C, H, W) by gradient ascent on the sum of mean(activation^2),
     over ``octaves`` scales (smallest first, each ``octave_scale`` times the previous, the
     detail found carried up), ``iterations`` steps per octave of ``learning_rate`` times the
     gradient normalized to mean |g| = 1 per image, the image rolled by up to ``jitter``
     pixels before each step, the gradient optionally smoothed (``grad_blur_sigma``) and the
-    image clamped to the valid range of ``mean``/``std``.
+    image clamped to the valid range of ``mean``/``std``. ``on_snapshot(step, image)`` gets
+    the current image (at the octave's size) every ``snapshot_every`` steps.
 
     Returns a ``DeepDreamResult``: ``image`` (N, C, H, W) normalized like x, ``losses``
     (octaves * iterations,), ``stopped_early``, ``interrupted``."""
     layers = [layer] if isinstance(layer, str) else list(layer)
     o = _options(_C.DeepDreamOptions, iterations=iterations, octaves=octaves, octave_scale=octave_scale,
                  learning_rate=learning_rate, jitter=jitter, grad_blur_sigma=grad_blur_sigma,
-                 clamp_pixels=clamp_pixels, mean=list(mean), std=list(std), seed=seed)
+                 clamp_pixels=clamp_pixels, mean=list(mean), std=list(std), seed=seed,
+                 snapshot_every=snapshot_every, on_snapshot=_snapshot_callback(on_snapshot, snapshot_every))
     return run_native(_C.deep_dream, progress, iterations * octaves, "deep_dream", model, x, layers, o)

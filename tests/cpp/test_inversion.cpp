@@ -128,6 +128,20 @@ TEST_CASE("invert: deterministic for a seed; starts, snapshots, clamping, decay"
   CHECK(snap.snapshots.size() == 3);
   CHECK(snap.snapshot_steps == std::vector<int64_t>{2, 4, 6});
   CHECK(torch::equal(snap.snapshots.back(), snap.image));
+  // on_snapshot gets each snapshot as it is taken.
+  std::vector<int64_t> seen_steps;
+  std::vector<torch::Tensor> seen;
+  auto live = cnnviz::invert(model, x, "3", cnnviz::InversionOptions(opts).snapshot_every(2).on_snapshot(
+      [&](int64_t step, const at::Tensor& img) { seen_steps.push_back(step), seen.push_back(img); }));
+  CHECK(seen_steps == std::vector<int64_t>{2, 4, 6});
+  REQUIRE(seen.size() == 3);
+  for (size_t i = 0; i < 3; ++i) CHECK(torch::equal(seen[i], live.snapshots[i]));
+  // Batched layers: all L N images at once.
+  seen.clear();
+  cnnviz::invert_layers(model, x, {"1", "3"}, cnnviz::InversionOptions(opts).batch_layers(true).snapshot_every(3)
+      .on_snapshot([&](int64_t, const at::Tensor& img) { seen.push_back(img); }));
+  REQUIRE(seen.size() == 2);
+  CHECK(seen[0].size(0) == 2);
 
   auto clamped = cnnviz::invert(model, x, "3", cnnviz::InversionOptions(opts).clamp_pixels(true));
   auto lohi = cnnviz::detail::valid_range(cnnviz::kImageNetMean, cnnviz::kImageNetStd, 3, x.options(), "t");

@@ -16,6 +16,23 @@ METHODS = ["saliency", "grad_cam", ("ig", {"steps": 4, "batch_size": 16}),
            ("smooth_grad", {"samples": 2, "batch_size": 8})]
 
 
+# The analyses and the faithfulness metric of the library join the job where this build has them.
+HAVE_ACCUMULATORS = hasattr(cnnviz, "FilterStatisticsAccumulator") and hasattr(cnnviz, "CKAAccumulator")
+HAVE_FAITHFULNESS = hasattr(cnnviz, "deletion_insertion")
+CKA_LAYERS = ["layer1", "layer2", "layer3"]
+
+
+def methods():
+    m = list(METHODS)
+    if HAVE_FAITHFULNESS:
+        m[1] = ("grad_cam", {"faithfulness": {"steps": 4}})
+    m.append(ChannelMoments())
+    if HAVE_ACCUMULATORS:
+        m += [("filter_statistics", {"layer": LAYER, "top_k": 3}),
+              ("cka", {"layers": CKA_LAYERS, "unbiased": False})]
+    return m
+
+
 class ChannelMoments(AnalysisJob):
     """Per channel of ``layer``: count, sum and sum of squares of the activations (float64)."""
 
@@ -57,7 +74,7 @@ class Slow(torch.utils.data.Dataset):
 def job(data, out, slow=0.0, workers=0, **kwargs):
     dataset = cnnviz.runs.ImageFiles(data, cnnviz.runs.Preprocess(32), labels="name")
     dataset = Slow(dataset, slow)  # also when not slow: the dataset's type is part of the settings
-    return cnnviz.run("resnet20", dataset, METHODS + [ChannelMoments()], out, batch_size=2, chunk_size=4,
+    return cnnviz.run("resnet20", dataset, methods(), out, batch_size=2, chunk_size=4,
                       num_workers=workers, progress=False, **kwargs)
 
 

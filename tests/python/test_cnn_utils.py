@@ -1,4 +1,6 @@
-"""cnnviz.cnn_utils as the notebook uses it.
+"""cnnviz.cnn_utils as the notebook uses it, compared with the notebook's original helpers
+(tests/python/_notebook_helpers.py): same values, gradients, dtypes and shapes, NaN in ->
+NaN out with a warning.
 
 test_notebook_feature_inversion runs the notebook's `feature_inversion` (section 8) with
 `import cnn_utils` replaced by `from cnnviz import cnn_utils`: its calls, its SGD with
@@ -16,6 +18,7 @@ from PIL import Image
 from torch.optim import SGD
 from torchvision import transforms
 
+import _notebook_helpers as original
 import cnnviz
 from cnnviz import cnn_utils
 
@@ -129,63 +132,120 @@ def test_notebook_feature_inversion():
     assert original.shape == (112, 112, 3) and original.dtype == np.uint8
 
 
-def test_euclidian_loss_argument_order_and_formula():
-    torch.manual_seed(0)
-    org, target = torch.randn(1, 8, 5, 5), torch.randn(1, 8, 5, 5, requires_grad=True)
-    loss = cnn_utils.euclidian_loss(org, target)
-    expected = (target - org).pow(2).sum() / org.pow(2).sum()  # normalized by the first argument
-    torch.testing.assert_close(loss, expected)
-    (g,) = torch.autograd.grad(loss, target)
-    torch.testing.assert_close(g, 2 * (target - org).detach() / org.pow(2).sum())
+def _pair(shape, dtype, seed):
+    g = torch.Generator().manual_seed(seed)
+    a = torch.randn(shape, generator=g, dtype=dtype)
+    b = torch.randn(shape, generator=g, dtype=dtype)
+    return a, b
 
 
-def test_alpha_norm_agrees_with_the_original_for_even_alpha():
-    x = torch.randn(1, 3, 6, 6, dtype=torch.float64)
-    original = (x.view(-1) ** 6).sum()  # the original helper, without abs
-    torch.testing.assert_close(cnn_utils.alpha_norm(x, 6), original)
-    torch.testing.assert_close(cnn_utils.alpha_norm(x, 3), x.abs().pow(3).sum())
+def _value_and_grad(fn, *args):
+    args = [a.clone().requires_grad_(True) for a in args]
+    v = fn(*args)
+    grads = torch.autograd.grad(v, args)
+    return v, grads
 
 
-def test_total_variation_norm_differences_height_and_width():
-    torch.manual_seed(1)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("shape", [(1, 3, 9, 11), (2, 3, 6, 5), (3, 7, 8)])
+def test_losses_equal_the_original_helpers(dtype, shape):
+    a, b = _pair(shape, dtype, 3)
+    cases = [
+        (lambda m: cnn_utils.alpha_norm(m, 6), lambda m: original.alpha_norm(m, 6), (a,)),
+        (lambda m: cnn_utils.alpha_norm(m, 3), lambda m: original.alpha_norm(m, 3), (a,)),
+        (lambda m: cnn_utils.total_variation_norm(m, 2), lambda m: original.total_variation_norm(m, 2), (a,)),
+        (lambda m: cnn_utils.total_variation_norm(m, 1), lambda m: original.total_variation_norm(m, 1), (a,)),
+        (cnn_utils.euclidian_loss, original.euclidian_loss, (a, b)),
+    ]
+    for ours, theirs, args in cases:
+        v, g = _value_and_grad(ours, *args)
+        rv, rg = _value_and_grad(theirs, *args)
+        assert v.dtype == rv.dtype == dtype and v.shape == rv.shape == ()
+        torch.testing.assert_close(v, rv, rtol=0, atol=0)
+        for x, y in zip(g, rg):
+            torch.testing.assert_close(x, y, rtol=0, atol=0)
+
+
+def test_double_backward_like_the_original():
+    a = torch.randn(1, 3, 5, 5, dtype=torch.float64, requires_grad=True)
+    for fn, ref in ((cnn_utils.alpha_norm, original.alpha_norm), (cnn_utils.total_variation_norm, original.total_variation_norm)):
+        (g,) = torch.autograd.grad(fn(a, 4), a, create_graph=True)
+        (rg,) = torch.autograd.grad(ref(a, 4), a, create_graph=True)
+        (h,) = torch.autograd.grad(g.sum(), a)
+        (rh,) = torch.autograd.grad(rg.sum(), a)
+        torch.testing.assert_close(h, rh, rtol=0, atol=0)
+
+
+def test_total_variation_norm_is_the_helpers_indexing():
+    # On (C, H, W) the helper is the spatial total variation; on a batch it differences
+    # dimensions 1 and 2 (channels and rows). cnnviz.total_variation is the spatial one.
     x = torch.randn(1, 3, 7, 9, dtype=torch.float64)
 
-    def spatial(m, beta):  # the intended formula, over the last two dimensions
+    def spatial(m, beta):
         c = m[..., :-1, :-1]
         return (((c - m[..., 1:, :-1]) ** 2 + (c - m[..., :-1, 1:]) ** 2) ** (beta / 2)).sum()
 
-    def original(m, beta):  # the notebook's helper: indexes (N, C, H, W) as (C, H, W)
-        c = m[:, :-1, :-1]
-        return (((c - m[:, 1:, :-1]) ** 2 + (c - m[:, :-1, 1:]) ** 2) ** (beta / 2)).sum()
-
-    for beta in (1, 2):
-        torch.testing.assert_close(cnn_utils.total_variation_norm(x, beta), spatial(x, beta))
-        torch.testing.assert_close(cnn_utils.total_variation_norm(x[0], beta), spatial(x[0], beta))
-        # For a (C, H, W) image the original was right; for a batch it was not.
-        torch.testing.assert_close(original(x[0], beta), spatial(x[0], beta))
-        assert not torch.allclose(original(x, beta), spatial(x, beta))
-    # A vertical ramp has total variation from rows only.
-    ramp = torch.arange(5.0).view(1, 1, 5, 1).expand(1, 1, 5, 4)
+    torch.testing.assert_close(cnn_utils.total_variation_norm(x[0], 2), spatial(x[0], 2))
+    torch.testing.assert_close(cnn_utils.total_variation_norm(x, 2), spatial(x.permute(0, 3, 1, 2), 2))
+    torch.testing.assert_close(cnnviz.total_variation(x, 2), spatial(x, 2))
+    # A vertical ramp in a (C, H, W) image: variation from rows only.
+    ramp = torch.arange(5.0).view(1, 5, 1).expand(1, 5, 4)
     assert cnn_utils.total_variation_norm(ramp, 2).item() == pytest.approx(4 * 3)
 
 
-def test_preprocess_image_matches_the_notebook_normalization():
-    img = sample_image()
-    x = cnn_utils.preprocess_image(img)
-    assert x.shape == (1, 3, 224, 224) and x.dtype == torch.float32 and x.requires_grad
-    # Without resizing it is exactly ToTensor + Normalize (the notebook's normalize_image).
-    small = img.resize((40, 30))
-    ref = transforms.Compose([transforms.ToTensor(), transforms.Normalize(cnn_utils.IMAGENET_MEAN, cnn_utils.IMAGENET_STD)])
-    torch.testing.assert_close(cnn_utils.preprocess_image(small, resize_im=False).detach(), ref(small).unsqueeze(0))
-    # Arrays: uint8 RGB, grayscale, RGBA, float in [0, 1].
-    arr = np.asarray(small)
-    torch.testing.assert_close(cnn_utils.preprocess_image(arr, resize_im=False), cnn_utils.preprocess_image(small, resize_im=False))
-    assert cnn_utils.preprocess_image(arr[:, :, 0]).shape == (1, 3, 224, 224)
-    rgba = np.concatenate([arr, np.full(arr.shape[:2] + (1,), 255, np.uint8)], axis=2)
-    torch.testing.assert_close(cnn_utils.preprocess_image(rgba, resize_im=False), cnn_utils.preprocess_image(arr, resize_im=False))
-    torch.testing.assert_close(
-        cnn_utils.preprocess_image(arr.astype(np.float32) / 255, resize_im=False), cnn_utils.preprocess_image(arr, resize_im=False)
-    )
+def test_nan_in_nan_out_with_a_warning():
+    a, b = _pair((1, 3, 6, 6), torch.float32, 5)
+    bad = b.clone()
+    bad[0, 1, 2, 3] = float("nan")
+    for ours, theirs, args in (
+        (cnn_utils.euclidian_loss, original.euclidian_loss, (a, bad)),
+        (lambda m: cnn_utils.alpha_norm(m, 6), lambda m: original.alpha_norm(m, 6), (bad,)),
+        (lambda m: cnn_utils.total_variation_norm(m, 2), lambda m: original.total_variation_norm(m, 2), (bad,)),
+    ):
+        assert torch.isnan(theirs(*args))
+        with pytest.warns(cnn_utils.NonFiniteWarning, match="returned nan"):
+            v = ours(*args)
+        assert torch.isnan(v) and v.dtype == torch.float32
+    # The reference all zeros: 0/0 as in the helper.
+    with pytest.warns(cnn_utils.NonFiniteWarning):
+        v = cnn_utils.euclidian_loss(torch.zeros(3), torch.zeros(3))
+    assert torch.isnan(v) and torch.isnan(original.euclidian_loss(torch.zeros(3), torch.zeros(3)))
+    # Overflow to infinity (a diverging optimization) warns too.
+    with pytest.warns(cnn_utils.NonFiniteWarning, match="returned inf"):
+        v = cnn_utils.alpha_norm(torch.full((4,), 1e30), 6)
+    assert torch.isinf(v)
+    # Finite results do not warn.
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        cnn_utils.euclidian_loss(a, b)
+
+
+def test_helper_shapes_broadcast_like_the_original():
+    a = torch.randn(1, 4, 3, 3)
+    b = torch.randn(4, 3, 3)
+    torch.testing.assert_close(cnn_utils.euclidian_loss(a, b), original.euclidian_loss(a, b), rtol=0, atol=0)
+    with pytest.raises(RuntimeError):  # as the original: shapes that do not broadcast
+        cnn_utils.euclidian_loss(torch.ones(3), torch.ones(4))
+    # Non-contiguous input (the original's view(-1) failed there): the same value as contiguous.
+    t = torch.randn(1, 3, 5, 7).transpose(2, 3)
+    torch.testing.assert_close(cnn_utils.alpha_norm(t, 2), original.alpha_norm(t.contiguous(), 2), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_recreate_image_equals_the_original(dtype):
+    g = torch.Generator().manual_seed(7)
+    x = torch.randn(2, 3, 17, 13, generator=g, dtype=dtype) * 1.5  # beyond [0, 1] after deprocessing too
+    ours = cnn_utils.recreate_image(x.requires_grad_(True))
+    ref = original.recreate_image(x)
+    assert ours.dtype == ref.dtype == np.uint8 and ours.shape == ref.shape == (17, 13, 3)
+    np.testing.assert_array_equal(ours, ref)
+    np.testing.assert_array_equal(cnn_utils.recreate_image(x[0]), ref)  # (3, H, W) too
+    # NaN pixels: 0, as np.uint8(nan) gives on x86.
+    y = x.detach().clone()
+    y[0, :, 0, 0] = float("nan")
+    assert (cnn_utils.recreate_image(y)[0, 0] == 0).all()
 
 
 def test_recreate_image_inverts_preprocess_image():
@@ -194,10 +254,32 @@ def test_recreate_image_inverts_preprocess_image():
     back = cnn_utils.recreate_image(x)
     assert back.shape == (40, 48, 3) and back.dtype == np.uint8
     assert np.abs(back.astype(int) - np.asarray(small).astype(int)).max() <= 1
-    np.testing.assert_array_equal(cnn_utils.recreate_image(x[0]), back)  # (3, H, W) too
-    # Out-of-range values are clipped.
-    assert cnn_utils.recreate_image(torch.full((1, 3, 2, 2), 50.0)).min() == 255
-    assert cnn_utils.recreate_image(torch.full((1, 3, 2, 2), -50.0)).max() == 0
+
+
+@pytest.mark.parametrize("resize", [True, False])
+def test_preprocess_image_equals_the_original(resize):
+    img = sample_image().resize((96, 72))
+    ours = cnn_utils.preprocess_image(img, resize_im=resize)
+    ref = original.preprocess_image(img, resize_im=resize)
+    assert ours.dtype == ref.dtype == torch.float32 and ours.requires_grad and ref.requires_grad
+    assert ours.shape == ref.shape == ((1, 3, 224, 224) if resize else (1, 3, 72, 96))
+    torch.testing.assert_close(ours, ref, rtol=0, atol=0)
+    arr = np.asarray(img)
+    torch.testing.assert_close(cnn_utils.preprocess_image(arr, resize), original.preprocess_image(arr, resize), rtol=0, atol=0)
+    # It is the notebook's normalize_image (ToTensor + Normalize) up to float rounding.
+    ref_t = transforms.Compose([transforms.ToTensor(), transforms.Normalize(cnn_utils.IMAGENET_MEAN, cnn_utils.IMAGENET_STD)])
+    if not resize:
+        torch.testing.assert_close(ours.detach(), ref_t(img).unsqueeze(0))
+
+
+def test_preprocess_image_extensions():
+    # Where the original failed: grayscale, RGBA and float arrays.
+    arr = np.asarray(sample_image().resize((40, 30)))
+    rgb = cnn_utils.preprocess_image(arr, resize_im=False)
+    assert cnn_utils.preprocess_image(arr[:, :, 0]).shape == (1, 3, 224, 224)
+    rgba = np.concatenate([arr, np.full(arr.shape[:2] + (1,), 255, np.uint8)], axis=2)
+    torch.testing.assert_close(cnn_utils.preprocess_image(rgba, resize_im=False), rgb)
+    torch.testing.assert_close(cnn_utils.preprocess_image(arr.astype(np.float32) / 255, resize_im=False), rgb)
 
 
 def test_bad_input():
@@ -219,13 +301,5 @@ def test_bad_input():
         cnn_utils.recreate_image(np.zeros((3, 4, 4)))
     with pytest.raises(TypeError):
         cnn_utils.recreate_image(torch.zeros(3, 4, 4, dtype=torch.uint8))
-    with pytest.raises(ValueError, match="all zeros"):
-        cnn_utils.euclidian_loss(torch.zeros(3), torch.ones(3))
-    with pytest.raises(ValueError, match="differ in shape"):
-        cnn_utils.euclidian_loss(torch.ones(3), torch.ones(4))
-    with pytest.raises(ValueError, match="alpha must be a positive"):
-        cnn_utils.alpha_norm(torch.ones(3), 0)
-    with pytest.raises(ValueError, match="beta must be a positive"):
-        cnn_utils.total_variation_norm(torch.ones(1, 3, 4, 4), -2)
-    with pytest.raises(ValueError, match=r"\(N, C, H, W\)"):
+    with pytest.raises(IndexError):  # as the original: it indexes three dimensions
         cnn_utils.total_variation_norm(torch.ones(4, 4), 2)

@@ -21,7 +21,7 @@ def test_defaults_come_from_the_cpp_options():
     d = _C.DeepDreamOptions()
     params = inspect.signature(cnnviz.deep_dream).parameters
     for name in ("iterations", "octaves", "octave_scale", "learning_rate", "jitter", "grad_blur_sigma",
-                 "clamp_pixels", "seed"):
+                 "clamp_pixels", "seed", "snapshot_every"):
         assert params[name].default == getattr(d, name), name
 
 
@@ -58,6 +58,10 @@ def test_deterministic_layers_progress_and_ctrl_c(net):
     r = cnnviz.deep_dream(net, x, "layer1.1", progress=lambda s, t, l: s < 2, **kw)
     assert r.stopped_early and len(r.losses) == 2 and r.image.shape == x.shape
     assert len(cnnviz.deep_dream(net, x, "layer1.1", progress=True, **kw).losses) == 6
+    seen = []
+    r = cnnviz.deep_dream(net, x, "layer1.1", snapshot_every=3, on_snapshot=lambda s, img: seen.append((s, img)), **kw)
+    assert [s for s, _ in seen] == [3, 6]
+    assert seen[0][1].shape[2] < x.shape[2] and torch.equal(seen[1][1], r.image)
 
     def press_ctrl_c(step, total, loss):
         if step == 1:

@@ -96,6 +96,15 @@ def test_loss_falls_clamped_and_deterministic(net):
     snap = cnnviz.invert(net, x, "layer1.1", iterations=6, snapshot_every=3)
     assert snap.snapshot_steps == [3, 6] and len(snap.snapshots) == 2
     assert torch.equal(snap.snapshots[-1], snap.image)
+    seen = []
+    live = cnnviz.invert(net, x, "layer1.1", iterations=6, snapshot_every=3,
+                         on_snapshot=lambda step, img: seen.append((step, img)))
+    assert [s for s, _ in seen] == [3, 6]
+    assert all(torch.equal(img, ref) for (_, img), ref in zip(seen, live.snapshots))
+    with pytest.raises(ValueError, match="snapshot_every"):
+        cnnviz.invert(net, x, "layer1.1", iterations=2, on_snapshot=lambda s, i: None)
+    with pytest.raises(ValueError, match="callable"):
+        cnnviz.invert(net, x, "layer1.1", iterations=2, snapshot_every=1, on_snapshot=3)
 
 
 def test_any_layer_of_a_resnet_by_qualified_name(resnet20, cifar_samples):

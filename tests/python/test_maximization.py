@@ -70,11 +70,12 @@ def test_a_mobilenet_channel_rises_far_above_the_start(mobilenet, data_dir):
     here with a forward hook, is far above the start image's and above the photo's."""
     cat = cnnviz.preprocess(cnnviz.load_image(f"{data_dir}/images/cat_chelsea.png"), size=80)
     top = cnnviz.top_filters(mobilenet, cat, "features.6", k=2)
-    r = cnnviz.maximize(mobilenet, "features.6", channel=top.channels, iterations=25, size=80, seed=1)
+    channels = top.channels[0].tolist()
+    r = cnnviz.maximize(mobilenet, "features.6", channel=channels, iterations=25, size=80, seed=1)
     assert r.image.shape == (2, 3, 80, 80)
     act = activation(mobilenet, r.image, "features.6").mean((2, 3))
     on_cat = activation(mobilenet, cat, "features.6").mean((2, 3))[0]
-    for i, c in enumerate(top.channels):
+    for i, c in enumerate(channels):
         assert act[i, c].item() == pytest.approx(r.objective[i].item(), rel=1e-3, abs=1e-4)
         # features.6 is a linear bottleneck (no ReLU): values are signed, of order 1.
         assert act[i, c] > r.initial_objective[i] + 1.5
@@ -111,9 +112,9 @@ def test_top_filters_equals_a_hook_and_topk(net):
     act = activation(net, x, "layer1.0")
     for reduction, stat in (("mean", act.mean((2, 3))), ("max", act.amax((2, 3)))):
         top = cnnviz.top_filters(net, x, "layer1.0", k=4, reduction=reduction)
-        ref = stat.mean(0).topk(4)
-        assert top.channels == ref.indices.tolist()
-        assert top.scores == pytest.approx(ref.values.tolist(), rel=1e-5)
+        ref = stat.topk(4, dim=1)  # per image
+        assert torch.equal(top.channels, ref.indices)
+        torch.testing.assert_close(top.scores, ref.values.double(), rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="exceeds the 8 channels"):
         cnnviz.top_filters(net, x, "layer1.0", k=9)
     with pytest.raises(ValueError, match="k must be at least 1"):
@@ -134,6 +135,11 @@ def test_deterministic_progress_and_ctrl_c(net):
     assert r.stopped_early and len(r.losses) == 3
     r = cnnviz.maximize(net, "layer1.1", channel=0, iterations=2, size=16, progress=True, snapshot_every=1)
     assert r.snapshot_steps == [1, 2]
+    seen = []
+    r = cnnviz.maximize(net, "layer1.1", channel=[0, 1], iterations=4, size=16, snapshot_every=2,
+                        on_snapshot=lambda step, img: seen.append((step, img)))
+    assert [s for s, _ in seen] == r.snapshot_steps == [2, 4]
+    assert seen[-1][1].shape == (2, 3, 16, 16) and torch.equal(seen[-1][1], r.snapshots[-1])
 
     def press_ctrl_c(step, total, loss):
         if step == 2:

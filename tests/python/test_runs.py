@@ -96,6 +96,32 @@ def test_store_matches_direct_computation(reference, cifar_samples, resnet20):
     assert settings["images_in_dataset"] == 20 and settings["batch_size"] == 2
 
 
+@pytest.mark.skipif(not _runs_job.HAVE_ACCUMULATORS, reason="this build has no analysis accumulators")
+def test_analysis_jobs_equal_direct_calls(reference, cifar_samples, resnet20):
+    a, settings = _read(reference[0])
+    x, _ = _batch(cifar_samples)
+    fs = cnnviz.filter_statistics(resnet20, x, _runs_job.LAYER, top_k=3)
+    for key in ("mean", "std", "max", "fraction_active", "selectivity", "top_values"):
+        np.testing.assert_allclose(a[f"filter_statistics/{key}"], getattr(fs, key).numpy(), rtol=1e-5, atol=1e-6,
+                                   err_msg=key)
+    np.testing.assert_array_equal(a["filter_statistics/top_indices"], fs.top_indices.numpy())
+    assert int(a["filter_statistics/count"]) == 20
+    # Minibatch CKA over the run's batches (2 images, chunk boundaries fall between batches).
+    ck = cnnviz.cka(resnet20, None, x, _runs_job.CKA_LAYERS, unbiased=False, batch_size=2)
+    np.testing.assert_allclose(a["cka/matrix"], ck.matrix.numpy(), rtol=1e-6)
+    assert [v.decode() for v in a["cka/layers_a"]] == _runs_job.CKA_LAYERS
+
+
+@pytest.mark.skipif(not _runs_job.HAVE_FAITHFULNESS, reason="this build has no deletion_insertion")
+def test_faithfulness_equals_deletion_insertion(reference, cifar_samples, resnet20):
+    a, _ = _read(reference[0])
+    x, _ = _batch(cifar_samples)
+    cam = cnnviz.grad_cam(resnet20, x[:2], "layer3")
+    di = cnnviz.deletion_insertion(resnet20, x[:2], cam.upsampled, cam.target, steps=4)
+    np.testing.assert_allclose(a["grad_cam/deletion_auc"][:2], di.deletion_auc.numpy(), atol=1e-5)
+    np.testing.assert_allclose(a["grad_cam/insertion_auc"][:2], di.insertion_auc.numpy(), atol=1e-5)
+
+
 def test_store_is_readable_without_cnnviz(reference):
     code = ("import h5py, json, sys; f = h5py.File(sys.argv[1] + '/run.h5', 'r'); "
             "print(f['saliency/map'].shape, f['integrated_gradients/delta'].shape, json.loads(f.attrs['settings'])['chunk_size'])")
@@ -126,7 +152,8 @@ def test_torchrun_two_ranks_equals_one_process(reference, cifar_dir, tmp_path):
     two, settings = _read(out)
     one, _ = _read(reference[0])
     # Every per-image array bit for bit; the reduced statistics to 1e-6 (summed in another order).
-    stats = {k for k in one if k.startswith("channel_moments/")}
+    stats = {k for k in one if k.startswith(("channel_moments/", "filter_statistics/", "cka/"))
+             and one[k].dtype.kind == "f"}
     _assert_same({k: v for k, v in two.items() if k not in stats}, {k: v for k, v in one.items() if k not in stats})
     for k in stats:
         np.testing.assert_allclose(two[k], one[k], rtol=1e-6, atol=0, err_msg=k)
@@ -187,6 +214,23 @@ def test_unreadable_file_is_reported_and_skipped(cifar_samples, tmp_path, capsys
         np.testing.assert_allclose(f["saliency/map"][()], sal.map.numpy(), atol=1e-5)
 
 
+def test_torchvision_image_folder(cifar_samples, tmp_path):
+    """An ImageFolder without a transform (PIL images) is preprocessed with size=; its class
+    indices are the labels; the maps equal those of the same files given as a list."""
+    torchvision = pytest.importorskip("torchvision")
+    root = tmp_path / "folder"
+    for k, (p, _) in enumerate(cifar_samples[:6]):
+        (root / f"class{k % 2}").mkdir(parents=True, exist_ok=True)
+        os.symlink(p, root / f"class{k % 2}" / os.path.basename(p))
+    ds = torchvision.datasets.ImageFolder(str(root))
+    cnnviz.run("resnet20", ds, ["saliency"], str(tmp_path / "a"), size=32, batch_size=4, progress=False)
+    files = [path for path, _ in ds.samples]
+    cnnviz.run("resnet20", files, ["saliency"], str(tmp_path / "b"), batch_size=4, progress=False)
+    with cnnviz.open_run(str(tmp_path / "a")) as a, cnnviz.open_run(str(tmp_path / "b")) as b:
+        assert list(a["label"][()]) == [label for _, label in ds.samples]
+        np.testing.assert_allclose(a["saliency/map"][()], b["saliency/map"][()], atol=1e-5)
+
+
 def test_targets_labels_given_and_constant(cifar_samples, tmp_path):
     files = [p for p, _ in cifar_samples[:6]]
     labels = [label for _, label in cifar_samples[:6]]
@@ -229,6 +273,21 @@ def test_bad_input(cifar_dir, cifar_samples, tmp_path):
         cnnviz.run("resnet21", files, ["saliency"], out)
     with pytest.raises(ValueError, match="neither a folder"):
         cnnviz.run("resnet20", os.path.join(cifar_dir, "missing"), ["saliency"], out)
+    with pytest.raises(ValueError, match="faithfulness must be"):
+        cnnviz.run("resnet20", files, [("saliency", {"faithfulness": "yes"})], out)
+    if _runs_job.HAVE_ACCUMULATORS:
+        with pytest.raises(ValueError, match="keep_per_image"):
+            cnnviz.run("resnet20", files, [("filter_statistics", {"keep_per_image": True})], out)
+        with pytest.raises(ValueError, match="cka needs layers"):
+            cnnviz.run("resnet20", files, ["cka"], out)
+        with pytest.raises(ValueError, match="linear kernel"):
+            cnnviz.run("resnet20", files, [("cka", {"layers": ["layer1"], "kernel": "rbf"})], out)
+    else:
+        with pytest.raises(ValueError, match="lacks"):
+            cnnviz.run("resnet20", files, ["filter_statistics"], out)
+    if not _runs_job.HAVE_FAITHFULNESS:
+        with pytest.raises(ValueError, match="lacks"):
+            cnnviz.run("resnet20", files, [("saliency", {"faithfulness": True})], out)
     nolabels = str(tmp_path / "nolabels")
     os.mkdir(nolabels)
     shutil.copy(files[0], os.path.join(nolabels, "photo.png"))

@@ -41,8 +41,12 @@ class Method:
         self.name, self.group, self.fn = name, group or name, fn
         self.options = dict(options)
         self.store_attributions = bool(self.options.pop("attributions", False))
-        self.faithfulness = bool(self.options.pop("faithfulness", False))
-        if self.faithfulness and not hasattr(_attr_root(), "deletion_insertion"):
+        # Deletion/insertion AUCs of each map: True, or a dict of deletion_insertion's options.
+        faith = self.options.pop("faithfulness", False)
+        if faith not in (True, False, None) and not isinstance(faith, Mapping):
+            raise ValueError(f"cnnviz: faithfulness must be True/False or a dict of deletion_insertion options, got {faith!r}")
+        self.faithfulness: Optional[Dict[str, Any]] = dict(faith) if isinstance(faith, Mapping) else ({} if faith else None)
+        if self.faithfulness is not None and not hasattr(_attr_root(), "deletion_insertion"):
             raise ValueError("cnnviz: faithfulness needs cnnviz.deletion_insertion, which this build lacks")
 
     def resolve(self, model, example: torch.Tensor) -> None:
@@ -55,11 +59,14 @@ class Method:
         s = {"method": self.name, **self.options}
         if self.store_attributions:
             s["attributions"] = True
-        if self.faithfulness:
-            s["faithfulness"] = True
+        if self.faithfulness is not None:
+            s["faithfulness"] = self.faithfulness or True
         return s
 
-    def compute(self, model, x: torch.Tensor, target: torch.Tensor) -> Dict[str, np.ndarray]:
+    def compute(self, model, x: torch.Tensor, target: Optional[torch.Tensor]
+                ) -> Tuple[Dict[str, np.ndarray], torch.Tensor, torch.Tensor]:
+        """(arrays, logits (N, K), target (N,)) for the batch x; ``target`` None explains the
+        predicted classes."""
         opts = dict(self.options)
         out: Dict[str, np.ndarray] = {}
         if self.name in CAMS:
@@ -76,11 +83,11 @@ class Method:
         if self.name == "integrated_gradients":
             out["delta"] = _np(r.delta).astype(np.float32)
             out["baseline_score"] = _np(r.baseline_score).astype(np.float32)
-        if self.faithfulness:
-            fi = _attr_root().deletion_insertion(model, x, heat, target)
+        if self.faithfulness is not None:
+            fi = _attr_root().deletion_insertion(model, x, heat, r.target, **self.faithfulness)
             out["deletion_auc"] = _np(torch.as_tensor(fi.deletion_auc)).astype(np.float32)
             out["insertion_auc"] = _np(torch.as_tensor(fi.insertion_auc)).astype(np.float32)
-        return out
+        return out, r.logits.detach(), r.target
 
 
 def _attr_root():

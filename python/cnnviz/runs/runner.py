@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader
 
 from .. import image as _image
 from . import dist as _dist
+from .analysis import ANALYSES
 from . import store as _store
 from .data import ImageFiles, Indexed, Preprocess, collate, label_from_name
 from .methods import STOCHASTIC, Method, MethodSpec, make_methods
@@ -184,7 +185,7 @@ def run(model, dataset, methods: Union[MethodSpec, Sequence[MethodSpec]], out: s
     prep = Preprocess(size if size is not None else zoo_size, resize, tuple(mean), tuple(std))
     data = Indexed(ds, prep)
     target_setting, given = _targets_setting(targets, n)
-    jobs = make_methods(methods)
+    jobs = make_methods(methods, ANALYSES)
     if device is None:
         p = next(iter(model.parameters()), None) if hasattr(model, "parameters") else None
         device = p.device if p is not None else torch.device("cpu")
@@ -351,33 +352,39 @@ def _run(model, model_name, ds, data, jobs, out, n, batch_size, num_workers, chu
 def _compute(model, jobs, batch, device, target_setting, given, seed, chunk, b, states) -> Dict[str, np.ndarray]:
     x = batch["x"].to(device)
     index, label = batch["index"], batch["label"]
-    with torch.no_grad():
-        logits = model(x).float()
-    prediction = logits.argmax(1)
     if target_setting == "predictions":
-        target = prediction
+        target = None  # the first method's forward gives the predictions
     elif target_setting == "labels":
         if (label < 0).any():
             raise ValueError("cnnviz: targets='labels' but the dataset has no label for image "
                              f"#{int(index[label < 0][0])}")
         target = label.to(device)
     elif isinstance(target_setting, int):
-        target = torch.full_like(prediction, target_setting)
+        target = torch.full((x.shape[0],), target_setting, dtype=torch.int64, device=device)
     else:
         target = given[index].to(device)
-    rows = {"index": index.numpy(), "label": label.numpy(), "prediction": prediction.cpu().numpy(),
-            "logits": logits.cpu().numpy()}
-    score = logits.gather(1, target.view(-1, 1))[:, 0].cpu().numpy()
+    logits = None
+    if not jobs or jobs[0].kind == "analysis":
+        with torch.no_grad():
+            logits = model(x).detach().float()
+        if target is None:
+            target = logits.argmax(1)
+    rows: Dict[str, np.ndarray] = {}
     for m, job in enumerate(jobs):
         if job.name in STOCHASTIC or job.kind == "analysis":
             torch.manual_seed(_batch_seed(seed, chunk, b, m))
         if job.kind == "analysis":
             states[job.group] = job.update(states[job.group], model, x, batch)
             continue
-        for key, value in job.compute(model, x, target).items():
+        out, method_logits, method_target = job.compute(model, x, target)
+        if logits is None:  # the first method: its logits (of x itself) and targets serve all
+            logits, target = method_logits.float(), method_target.to(device)
+        for key, value in out.items():
             rows[f"{job.group}/{key}"] = value
         rows[f"{job.group}/target"] = target.cpu().numpy()
-        rows[f"{job.group}/score"] = score
+        rows[f"{job.group}/score"] = logits.gather(1, target.view(-1, 1))[:, 0].cpu().numpy()
+    rows.update({"index": index.numpy(), "label": label.numpy(), "prediction": logits.argmax(1).cpu().numpy(),
+                 "logits": logits.cpu().numpy()})
     return rows
 
 

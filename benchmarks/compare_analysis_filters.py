@@ -1,0 +1,220 @@
+"""Filter analyses against straightforward implementations, in one process.
+
+1. ``cnnviz.cka`` over 20 x 20 layers of the CIFAR ResNet-20 and ResNet-56 on 500 images
+   (the 20 CIFAR-10 samples repeated with noise; random weights when the sample data is
+   missing), streamed in batches of 50 (minibatch unbiased HSIC, Nguyen et al. 2021), against
+   the straightforward full-data implementation that stores every layer's activations for
+   all images, then forms each layer's 500 x 500 centred Gram matrix once and every pair's
+   CKA from them (Kornblith et al. 2019). Peak memory of each is measured in a child process
+   (peak RSS, VmHWM, above the RSS after loading the models and images).
+2. ``cnnviz.filter_statistics`` of ResNet-20's ``layer2`` over a DataLoader of 500 images
+   (batches of 50) against a per-image Python loop (forward hook, Welford update per image).
+
+Contenders are interleaved over the repeats; median and spread (min-max) are reported.
+Usage: python benchmarks/compare_analysis_filters.py [--threads 1] [--repeats 5] [--memory-only]
+"""
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+import cnnviz
+
+N_IMAGES, BATCH = 500, 50
+
+
+def models():
+    try:
+        return cnnviz.zoo.pretrained("resnet20"), cnnviz.zoo.pretrained("resnet56"), True
+    except FileNotFoundError:
+        return cnnviz.zoo.cifar_resnet(20).eval(), cnnviz.zoo.cifar_resnet(56).eval(), False
+
+
+def images():
+    torch.manual_seed(0)
+    try:
+        folder = os.path.join(cnnviz.data_dir(), "images", "cifar10_samples")
+        base = torch.cat([cnnviz.preprocess(cnnviz.load_image(os.path.join(folder, f)), size=32)
+                          for f in sorted(os.listdir(folder))])
+    except FileNotFoundError:
+        base = torch.randn(20, 3, 32, 32)
+    x = base.repeat((N_IMAGES + len(base) - 1) // len(base), 1, 1, 1)[:N_IMAGES]
+    return x + 0.1 * torch.randn_like(x)
+
+
+def twenty_layers(model):
+    """20 distinct layers spread over the depth: the stem, block outputs and their convs."""
+    names = [n for n, m in model.named_modules()
+             if n and (n == "conv1" or type(m).__name__ == "BasicBlock" or n.endswith((".conv1", ".conv2")))]
+    step = (len(names) - 1) / 19
+    return [names[round(i * step)] for i in range(20)]
+
+
+def reference_cka(model_a, model_b, x, layers_a, layers_b):
+    """Stores all activations, forms each layer's full centred Gram once, then all pairs."""
+    def activations(model, layers):
+        got = {n: [] for n in layers}
+        mods = dict(model.named_modules())
+        hs = [mods[n].register_forward_hook(lambda m, i, o, n=n: got[n].append(o.detach().flatten(1)))
+              for n in layers]
+        with torch.no_grad():
+            for b in x.split(BATCH):
+                model(b)
+        for h in hs:
+            h.remove()
+        return [torch.cat(got[n]) for n in layers]
+
+    def centred_gram(a):
+        k = (a @ a.T).double()
+        return k - k.mean(0, keepdim=True) - k.mean(1, keepdim=True) + k.mean()
+
+    ga = [centred_gram(a) for a in activations(model_a, layers_a)]
+    gb = [centred_gram(b) for b in activations(model_b, layers_b)]
+    na = torch.stack([g.norm() for g in ga])
+    nb = torch.stack([g.norm() for g in gb])
+    hab = torch.stack([torch.stack([(g * h).sum() for h in gb]) for g in ga])
+    return hab / torch.outer(na, nb)
+
+
+def ours_cka(model_a, model_b, x, layers_a, layers_b):
+    return cnnviz.cka(model_a, model_b, x, layers_a, layers_b, batch_size=BATCH).matrix
+
+
+def reference_statistics(model, x, layer):
+    """Per image: a hooked forward, then a Welford update of mean / M2 / max and a top-5 list."""
+    module = dict(model.named_modules())[layer]
+    got = {}
+    h = module.register_forward_hook(lambda m, i, o: got.__setitem__("a", o.detach()))
+    count, mean, m2, peak, top = 0, None, None, None, None
+    with torch.no_grad():
+        for (img,) in DataLoader(TensorDataset(x), batch_size=1):
+            model(img)
+            a = got["a"][0]
+            r = a.flatten(1).mean(1).double()
+            count += 1
+            if mean is None:
+                mean, m2, peak = torch.zeros_like(r), torch.zeros_like(r), a.flatten(1).amax(1)
+                top = r[None]
+            delta = r - mean
+            mean += delta / count
+            m2 += delta * (r - mean)
+            peak = torch.maximum(peak, a.flatten(1).amax(1))
+            top = torch.cat([top, r[None]]).topk(min(5, count + 1), 0).values
+    h.remove()
+    return mean, (m2 / (count - 1)).sqrt()
+
+
+def ours_statistics(model, x, layer):
+    s = cnnviz.filter_statistics(model, DataLoader(TensorDataset(x), batch_size=BATCH), layer)
+    return s.mean, s.std
+
+
+def peak_memory(which: str, threads: int) -> float:
+    """MiB of max RSS above the RSS after setup, of one run of ``which`` in a child process."""
+    out = subprocess.run([sys.executable, __file__, "--child", which, "--threads", str(threads)],
+                         capture_output=True, text=True, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def peak_rss_mib() -> float:
+    """VmHWM: this process image's peak RSS (ru_maxrss would carry the parent's over exec)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
+def rss_mib() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2 ** 20
+
+
+def run_child(which: str):
+    model_a, model_b, _ = models()
+    x = images()
+    la, lb = twenty_layers(model_a), twenty_layers(model_b)
+    with torch.no_grad():
+        model_a(x[:2]), model_b(x[:2])
+    base = rss_mib()
+    fn = ours_cka if which == "ours" else reference_cka
+    fn(model_a, model_b, x, la, lb)
+    print(f"{peak_rss_mib() - base:.1f}")
+
+
+def interleaved(contenders, repeats):
+    times = {name: [] for name in contenders}
+    for r in range(repeats + 1):  # the first round warms up and is dropped
+        for name, fn in contenders.items():
+            t0 = time.perf_counter()
+            fn()
+            if r:
+                times[name].append(time.perf_counter() - t0)
+    return times
+
+
+def fmt(ts):
+    return f"{statistics.median(ts):7.2f} s  ({min(ts):.2f}-{max(ts):.2f})"
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--child", choices=["ours", "reference"])
+    ap.add_argument("--memory-only", action="store_true")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    if args.child:
+        run_child(args.child)
+        return
+    model_a, model_b, pretrained = models()
+    x = images()
+    la, lb = twenty_layers(model_a), twenty_layers(model_b)
+    print(f"threads={torch.get_num_threads()} torch={torch.__version__} pretrained={pretrained} "
+          f"images={N_IMAGES} batch={BATCH} load={os.getloadavg()[0]:.1f}")
+
+    if args.memory_only:
+        mem_ours, mem_ref = peak_memory("ours", args.threads), peak_memory("reference", args.threads)
+        print(f"  peak memory above the loaded models: cnnviz.cka {mem_ours:.0f} MiB, reference {mem_ref:.0f} MiB")
+        return
+    # Agreement first: the minibatch estimate against the full-data CKA.
+    ours, ref = ours_cka(model_a, model_b, x, la, lb), reference_cka(model_a, model_b, x, la, lb)
+    print(f"\nCKA {len(la)}x{len(lb)} layers, ResNet-20 x ResNet-56: max |minibatch - full| = "
+          f"{(ours - ref).abs().max().item():.4f}")
+
+    def forwards():
+        with torch.no_grad():
+            for b in x.split(BATCH):
+                model_a(b), model_b(b)
+
+    t = interleaved({"cnnviz.cka": lambda: ours_cka(model_a, model_b, x, la, lb),
+                     "full-data reference": lambda: reference_cka(model_a, model_b, x, la, lb),
+                     "forward passes alone": forwards}, args.repeats)
+    for name, ts in t.items():
+        print(f"  {name:22s}: {fmt(ts)}")
+    m_ours, m_ref, m_fwd = (statistics.median(t[k]) for k in ("cnnviz.cka", "full-data reference",
+                                                                "forward passes alone"))
+    print(f"  ratio end to end: {m_ref / m_ours:.1f}x; CKA work beyond the forwards: "
+          f"{(m_ref - m_fwd) / max(m_ours - m_fwd, 1e-9):.1f}x")
+    mem_ours, mem_ref = peak_memory("ours", args.threads), peak_memory("reference", args.threads)
+    print(f"  peak memory above the loaded models: cnnviz.cka {mem_ours:.0f} MiB, reference {mem_ref:.0f} MiB")
+
+    layer = "layer2"
+    s_ours, s_ref = ours_statistics(model_a, x, layer), reference_statistics(model_a, x, layer)
+    print(f"\nfilter_statistics of ResNet-20 {layer}, {N_IMAGES} images: max |mean diff| = "
+          f"{(s_ours[0] - s_ref[0]).abs().max().item():.2e}, max |std diff| = {(s_ours[1] - s_ref[1]).abs().max().item():.2e}")
+    t = interleaved({"cnnviz (DataLoader, 50)": lambda: ours_statistics(model_a, x, layer),
+                     "per-image Python loop": lambda: reference_statistics(model_a, x, layer)}, args.repeats)
+    for name, ts in t.items():
+        print(f"  {name:24s}: {fmt(ts)}")
+    print(f"  ratio: {statistics.median(t['per-image Python loop']) / statistics.median(t['cnnviz (DataLoader, 50)']):.1f}x")
+
+
+if __name__ == "__main__":
+    main()
