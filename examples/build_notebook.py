@@ -260,7 +260,7 @@ VGG_DEPTHS = [1, 5, 10, 15, 20, 25, 30]
 vgg_layers = [f"features.{d}" for d in VGG_DEPTHS]
 x_vgg = cnnviz.preprocess(photos["cat_chelsea"], size=SIZE)
 t0 = time.perf_counter()
-vgg_inv = cnnviz.invert_layers(vgg, x_vgg, vgg_layers, iterations=ITERS, seed=0)  # the notebook's SGD settings
+vgg_inv = cnnviz.invert_layers(vgg, x_vgg, vgg_layers, iterations=ITERS, seed=0, settings="notebook")  # the notebook's SGD
 vgg_time = time.perf_counter() - t0
 original_u8 = cnnviz.deprocess(x_vgg)
 
