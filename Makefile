@@ -35,12 +35,12 @@ test-consumer: build
 	cmake --build build/consumer -j $(JOBS)
 	./build/consumer/cnnviz_consumer
 
-test-python: install kernel
+test-python: install
 	cd tests/python && ../../$(PY) -m pytest -q -p no:cacheprovider .
 
 # The Jupyter kernel "cnnviz" runs this venv's Python (which imports cnnviz). `kernel`
-# registers it inside the venv (found by the venv's Python, nbclient and the tests);
-# `jupyter` also registers it for the user, so that Debian's `jupyter notebook` offers it.
+# registers it inside the venv (found by Jupyter run from the venv's Python); `jupyter`
+# also registers it for the user, so that Debian's `jupyter notebook` offers it.
 kernel: install
 	$(PY) -m ipykernel install --sys-prefix --name cnnviz --display-name "Python (cnnviz)" > /dev/null
 
@@ -48,8 +48,9 @@ jupyter: kernel
 	$(PY) -m ipykernel install --user --name cnnviz --display-name "Python (cnnviz)"
 	@echo "Kernel 'cnnviz' registered. Start Jupyter with: jupyter notebook examples/cnn_visualization.ipynb"
 
-# Executes the cnnviz edition of the notebook headless; the copy with figures goes to out/.
-notebook: kernel
+# Executes the cnnviz edition of the notebook headless (nbclient, a kernel on this venv's
+# Python); the copy with its figures goes to out/.
+notebook: install
 	env -u MPLBACKEND $(PY) examples/run_notebook.py examples/cnn_visualization.ipynb out/cnn_visualization.ipynb
 
 test: test-cpp test-consumer test-python

@@ -14,6 +14,7 @@ void init_optimization(py::module_& m);   // optimization.cpp: invert, maximize,
 void init_attribution(py::module_& m);    // attribution.cpp
 void init_adversarial(py::module_& m);    // adversarial.cpp
 void init_metrics(py::module_& m);        // metrics.cpp
+void init_analysis_faithfulness(py::module_& m);  // analysis_faithfulness.cpp: deletion/insertion, sanity check, layer information, adversarial report
 void init_analysis_filters(py::module_& m);  // analysis_filters.cpp: filter statistics, redundancy, CKA
 
 }  // namespace bindings

@@ -12,5 +12,6 @@ PYBIND11_MODULE(_C, m) {
   cnnviz::bindings::init_attribution(m);
   cnnviz::bindings::init_adversarial(m);
   cnnviz::bindings::init_metrics(m);
+  cnnviz::bindings::init_analysis_faithfulness(m);
   cnnviz::bindings::init_analysis_filters(m);
 }

@@ -63,7 +63,7 @@ import cnnviz.plot as cplot
 
 FAST = os.environ.get("CNNVIZ_NOTEBOOK_FAST", "") not in ("", "0")
 # Iteration counts: the notebook's settings, or a few steps for a smoke run.
-ITERS = 2 if FAST else 200           # feature inversion
+ITERS = 2 if FAST else 100           # feature inversion (the notebook calls it with 100)
 MAX_ITERS = 2 if FAST else 128       # activation maximization
 SIZE = 112 if FAST else 224          # input side for the inversions (MobileNetV2 and VGG16)
 torch.manual_seed(0)
@@ -250,45 +250,49 @@ for depth, layer in SPECIAL.items():
 md(r"""
 ## Challenge 3: layer-wise information
 
-Feature inversion at the notebook's depths 1, 5, 10, ... 30 of VGG16, and at the matching
-stages of the pretrained MobileNetV2; SSIM and PSNR of each reconstruction against the photo,
-against depth. The bottleneck is where the similarity drops most between consecutive depths.
+`cnnviz.layer_information`: feature inversion at the notebook's depths 1, 5, 10, ... 30 of
+VGG16, and at the matching stages of the pretrained MobileNetV2; SSIM and PSNR of each
+reconstruction against the photo, against depth. The bottleneck is where the similarity
+drops most between consecutive depths.
 """)
 
 code(r"""
-VGG_DEPTHS = [1, 5, 10, 15, 20, 25, 30]
-vgg_layers = [f"features.{d}" for d in VGG_DEPTHS]
+VGG_DEPTHS = [1, 5, 10, 15, 20, 25, 30]                 # the notebook's depths: features.n
 x_vgg = cnnviz.preprocess(photos["cat_chelsea"], size=SIZE)
 t0 = time.perf_counter()
-vgg_inv = cnnviz.invert_layers(vgg, x_vgg, vgg_layers, iterations=ITERS, seed=0, settings="notebook")  # the notebook's SGD
+vgg_info = cnnviz.layer_information(vgg, x_vgg, VGG_DEPTHS, iterations=ITERS)
 vgg_time = time.perf_counter() - t0
-original_u8 = cnnviz.deprocess(x_vgg)
 
-def similarity(results, original):
-    s = [float(cnnviz.ssim(cnnviz.deprocess(r.image), original)) for r in results]
-    p = [float(cnnviz.psnr(cnnviz.deprocess(r.image), original)) for r in results]
-    return np.array(s), np.array(p)
+def drop(info, size):
+    # The largest SSIM drop: from the layer before the bottleneck (or the input) to it.
+    b = int(info.bottleneck)
+    ssim = info.ssim.mean(1).numpy()
+    before = ("the input", 1.0, (size, size)) if b == 0 else (
+        info.layers[b - 1], ssim[b - 1], (int(info.height[b - 1]), int(info.width[b - 1])))
+    return before + (info.layers[b], ssim[b], (int(info.height[b]), int(info.width[b])))
 
-vgg_ssim, vgg_psnr = similarity([vgg_inv[l] for l in vgg_layers], original_u8)
-cplot.show_images([x_vgg] + [vgg_inv[l].image for l in vgg_layers], ncols=8, stretch=True,
+vgg_layers = list(vgg_info.layers)
+vgg_ssim, vgg_psnr = vgg_info.ssim.mean(1).numpy(), vgg_info.psnr.mean(1).numpy()
+vgg_drop = drop(vgg_info, SIZE)
+cplot.show_images([x_vgg] + [r.image for r in vgg_info.inversions], ncols=8, stretch=True,
                   titles=["original"] + [f"{l}\nSSIM {s:.2f}" for l, s in zip(vgg_layers, vgg_ssim)],
                   suptitle="VGG16 inversions" + ("" if VGG_PRETRAINED else " (random weights)"))
 cplot.show_metric_vs_depth(VGG_DEPTHS, {"SSIM": vgg_ssim, "PSNR (dB)": vgg_psnr}, xlabel="VGG16 features index",
                            title="Information preserved by VGG16 layers")
-vgg_drop = int(np.argmax(vgg_ssim[:-1] - vgg_ssim[1:]))
-print(f"{len(vgg_layers)} inversions x {ITERS} steps in {vgg_time:.0f} s; largest SSIM drop between "
-      f"{vgg_layers[vgg_drop]} and {vgg_layers[vgg_drop + 1]} ({vgg_ssim[vgg_drop]:.2f} -> {vgg_ssim[vgg_drop + 1]:.2f})")
+print(f"{len(vgg_layers)} inversions x {ITERS} steps in {vgg_time:.0f} s; bottleneck (largest SSIM drop): "
+      f"{vgg_drop[0]} -> {vgg_drop[3]} ({vgg_drop[1]:.2f} -> {vgg_drop[4]:.2f})")
 """, figure="challenge-3")
 
 code(r"""
 # MobileNetV2's matching depths: the same fractions of its 19 feature stages.
 MB_LAYERS = [f"features.{round(d / 30 * 18)}" for d in VGG_DEPTHS]
-mb_ssim, mb_psnr = similarity([inversions[l] if l in inversions else cnnviz.invert(mobilenet, x_inv, l, **INV)
-                               for l in MB_LAYERS], cnnviz.deprocess(x_inv))
+mb_info = cnnviz.layer_information(mobilenet, x_inv, MB_LAYERS, iterations=ITERS, optimizer="adam", learning_rate=0.05)
+mb_ssim, mb_psnr = mb_info.ssim.mean(1).numpy(), mb_info.psnr.mean(1).numpy()
+mb_drop = drop(mb_info, SIZE)
+cplot.show_layer_information(mb_info, x_inv)
 cplot.show_metric_vs_depth(MB_LAYERS, {"SSIM": mb_ssim, "PSNR (dB)": mb_psnr}, labels=MB_LAYERS,
                            title="Information preserved by MobileNetV2 stages")
-mb_drop = int(np.argmax(mb_ssim[:-1] - mb_ssim[1:]))
-print(f"MobileNetV2: largest SSIM drop between {MB_LAYERS[mb_drop]} and {MB_LAYERS[mb_drop + 1]}")
+print(f"MobileNetV2: bottleneck {mb_drop[0]} -> {mb_drop[3]} ({mb_drop[1]:.2f} -> {mb_drop[4]:.2f})")
 """, figure="challenge-3")
 
 md(r"""
@@ -300,25 +304,29 @@ FGSM and PGD under an L-infinity budget of 2/255 (two grey levels), the differen
 
 code(r"""
 EPS = 2 / 255
-fg = cnnviz.fgsm(mobilenet, x, eps=EPS)
-pg = cnnviz.pgd(mobilenet, x, eps=EPS, step=EPS / 4, steps=5 if FAST else 20)
 labels_in = cnnviz.zoo.imagenet_labels()
-for name, r in (("FGSM", fg), ("PGD", pg)):
-    print(f"{name}: {labels_in[int(r.prediction_before[0])]} -> {labels_in[int(r.prediction_after[0])]} "
-          f"(success: {bool(r.success[0])}), max |delta| = {r.perturbation.abs().max() * 255:.1f}/255")
-sal_adv = cnnviz.saliency(mobilenet, pg.adversarial, target=int(pg.prediction_before[0]))
-cplot.show_images([x, pg.adversarial, pg.perturbation[0].mean(0), sal.map[0], sal_adv.map[0]],
+fg = cnnviz.fgsm(mobilenet, x, eps=EPS)
+print(f"FGSM: {labels_in[int(fg.prediction_before[0])]} -> {labels_in[int(fg.prediction_after[0])]} "
+      f"(success: {bool(fg.success[0])})")
+ADV_LAYERS = [f"features.{i}" for i in range(0, 19, 2)] + ["classifier.1"]
+report = cnnviz.adversarial_report(mobilenet, x, attack="pgd", eps=EPS, step=EPS / 4, steps=5 if FAST else 20,
+                                   layers=ADV_LAYERS)
+pg = report.attack
+print(f"PGD: {labels_in[int(pg.prediction_before[0])]} -> {labels_in[int(pg.prediction_after[0])]} "
+      f"(success: {bool(pg.success[0])}), max |delta| = {pg.perturbation.abs().max() * 255:.1f}/255")
+cplot.show_adversarial_report(report, x)
+cplot.show_images([x, pg.adversarial, pg.perturbation[0].mean(0), report.saliency_before.map[0],
+                   report.saliency_after.map[0]],
                   titles=["original", f"PGD: {labels_in[int(pg.prediction_after[0])]}", "difference (mean over RGB)",
                           "saliency before", "saliency after"], colorbar=True,
                   suptitle="PGD adversarial example and its effect on saliency")
-ADV_LAYERS = [f"features.{i}" for i in range(0, 19, 2)] + ["classifier.1"]
-div = cnnviz.layer_divergence(mobilenet, x, pg.adversarial, ADV_LAYERS)
-div_values = np.array([float(div[l][0]) for l in ADV_LAYERS])
-cplot.show_metric_vs_depth(ADV_LAYERS, {"relative change of activations": div_values}, labels=ADV_LAYERS,
-                           mark_drop=False, title="Where the PGD perturbation grows")
-most_affected = ADV_LAYERS[int(np.argmax(div_values))]
-sal_corr = float(np.corrcoef(sal.map[0].flatten(), sal_adv.map[0].flatten())[0, 1])
-print(f"most affected layer: {most_affected} ({div_values.max():.2f}); saliency correlation before/after {sal_corr:.2f}")
+div_values = report.divergence[:, 0].numpy()
+cplot.show_metric_vs_depth(list(report.layers), {"relative change of activations": div_values},
+                           labels=list(report.layers), mark_drop=False, title="Where the PGD perturbation grows")
+most_affected = report.most_affected_layer
+sal_corr = float(report.saliency_correlation[0])
+print(f"most affected layer: {most_affected} ({div_values.max():.2f}); saliency rank correlation before/after "
+      f"{sal_corr:.2f}")
 """, figure="challenge-4")
 
 md(r"""
@@ -367,9 +375,17 @@ print("CKA of matching stages:", dict(zip(STAGES, np.round(np.diag(cka_matrix), 
 md(r"""
 ## Challenge 6: an interactive dashboard
 
-Pick an image, a layer and a filter, and see the filter's response and the layer's
-inversion. In a live notebook the sliders drive the figure; executed headless, the figure
-for the initial choice is shown below.
+`cnnviz.dashboard(model)` serves an interactive page for a model from this kernel: choose
+or upload an image, pick layers and filters, see feature maps, attributions and a live
+feature inversion, and compare images and layers side by side. It shows inline in Jupyter
+(and `board.url` opens it in a browser; `board.stop()` ends it). Below it, the same idea
+with ipywidgets inside the notebook: in a live notebook the controls drive the figure;
+executed headless, the figure for one choice is shown.
+""")
+
+code(r"""
+board = cnnviz.dashboard(mobilenet, images=[os.path.join(IMAGES, p) for p in PHOTOS[:4]])
+board
 """)
 
 code(r"""
@@ -412,8 +428,9 @@ code(r"""
 early_layer, early_top, early_max = specialization["early"]
 late_layer, late_top, late_max = specialization["late"]
 act_early = cnnviz.feature_maps(mobilenet, x, [early_layer, late_layer])
-hier_ssim = similarity([inversions[early_layer], inversions.get(late_layer) or cnnviz.invert(mobilenet, x_inv, late_layer, **INV)],
-                       cnnviz.deprocess(x_inv))[0]
+hier = cnnviz.layer_information(mobilenet, x_inv, [early_layer, late_layer], iterations=ITERS,
+                                optimizer="adam", learning_rate=0.05)
+hier_ssim = hier.ssim.mean(1).numpy()
 e_shape, l_shape = act_early[early_layer].shape, act_early[late_layer].shape
 closer = hier_ssim[0] > hier_ssim[1]
 print("1. Hierarchical learning.")
@@ -425,18 +442,12 @@ print(f"   {early_layer} keeps {e_shape[2]}x{e_shape[3]} positions with {e_shape
       f"{late_max.initial_objective.mean():.2f} to {late_max.objective.mean():.2f} ({late_layer}); the images "
       f"above show what each responds to: small repeated patterns early, larger structures late.")
 
-# Where VGG16 loses most: the resolution on both sides of the largest SSIM drop.
-shapes = {l: tuple(v.shape[2:]) for l, v in cnnviz.feature_maps(vgg, x_vgg, vgg_layers).items()}
-a_l, b_l = vgg_layers[vgg_drop], vgg_layers[vgg_drop + 1]
-pools = [f"features.{i}" for i in range(int(a_l.split(".")[1]) + 1, int(b_l.split(".")[1]) + 1)
-         if isinstance(vgg.features[i], torch.nn.MaxPool2d)]
 print("2. Information flow.")
-print(f"   VGG16: the largest SSIM drop is between {a_l} and {b_l} ({vgg_ssim[vgg_drop]:.2f} -> "
-      f"{vgg_ssim[vgg_drop + 1]:.2f}); the maps go from {shapes[a_l][0]}x{shapes[a_l][1]} to "
-      f"{shapes[b_l][0]}x{shapes[b_l][1]} positions there, through {len(pools)} max-pooling layer(s) {pools}. "
-      f"MobileNetV2: between {MB_LAYERS[mb_drop]} and {MB_LAYERS[mb_drop + 1]} ({mb_ssim[mb_drop]:.2f} -> "
-      f"{mb_ssim[mb_drop + 1]:.2f}). Giving up exact positions buys tolerance to small shifts and lets later "
-      f"layers combine larger regions with fewer computations.")
+for model_name, d in (("VGG16", vgg_drop), ("MobileNetV2", mb_drop)):
+    print(f"   {model_name}: the largest SSIM drop is from {d[0]} to {d[3]} ({d[1]:.2f} -> {d[4]:.2f}); the maps go "
+          f"from {d[2][0]}x{d[2][1]} to {d[5][0]}x{d[5][1]} positions there.")
+print("   Giving up exact positions buys tolerance to small shifts and lets later layers combine larger "
+      "regions with fewer computations.")
 print("3. Filter redundancy.")
 print(f"   {REDUNDANCY_LAYER} has {redundancy.num_filters} filters; {len(redundancy.groups)} groups of near-duplicates "
       f"(activation correlation >= {redundancy.threshold}) hold {sum(map(len, redundancy.groups))} of them, and the "
@@ -446,9 +457,10 @@ print(f"   {REDUNDANCY_LAYER} has {redundancy.num_filters} filters; {len(redunda
 falls = vgg_psnr[-1] < vgg_psnr[0]
 print("4. Feature inversion quality.")
 print(f"   PSNR {'falls' if falls else 'does not fall'} from {vgg_psnr[0]:.1f} dB at {vgg_layers[0]} to "
-      f"{vgg_psnr[-1]:.1f} dB at {vgg_layers[-1]} (VGG16, {ITERS} steps): deeper layers keep what identifies the "
-      f"content and discard exact positions and colours, so many images map to the same activations and the "
-      f"inversion returns one of them.")
+      f"{vgg_psnr[-1]:.1f} dB at {vgg_layers[-1]} (VGG16, {ITERS} steps). "
+      + ("Deeper layers keep what identifies the content and discard exact positions and colours, so many "
+         "images map to the same activations and the inversion returns one of them." if falls else
+         "With this few steps the inversions have not converged; run at the full settings to compare depths."))
 print("5. Practical applications.")
 print(f"   Debugging (PGD with a {EPS * 255:.0f}/255 budget turned '{labels_in[int(pg.prediction_before[0])]}' into "
       f"'{labels_in[int(pg.prediction_after[0])]}', the perturbation growing most at {most_affected}); checking "
@@ -461,9 +473,11 @@ md(r"""
 ## Bonus: Grad-CAM, integrated gradients, LIME and deep dream
 
 The four methods of the bonus challenge next to saliency on the same photos, and a
-faithfulness number per method: the deletion score (area under the class probability as the
-most important pixels are removed first; lower is more faithful) and the insertion score
-(area as they are added to a blurred image; higher is more faithful).
+faithfulness number per method (`cnnviz.deletion_insertion`): the deletion score (area under
+the class probability as the most important pixels are removed first; lower is more
+faithful) and the insertion score (area as they are added to a blurred image; higher is more
+faithful); and the model-randomization sanity check (`cnnviz.sanity_check`): a map that
+depends on what the model learnt changes as its layers are re-initialized.
 """)
 
 code(r"""
@@ -486,46 +500,21 @@ cplot.show_images([xb[:1], dream.image], titles=["original", "deep dream, featur
 """, figure="bonus")
 
 code(r"""
-def deletion_insertion_scores(model, x, maps, steps=16):
-    # Pixels ordered by the map (most important first). Deletion sets them to the mean
-    # colour (0 after normalization); insertion copies them onto a blurred image.
-    n, _, h, w = x.shape
-    blurred = torch.nn.functional.avg_pool2d(x, 31, stride=1, padding=15, count_include_pad=False)
-    with torch.no_grad():
-        target = model(x).argmax(1)
-    order = maps.reshape(n, -1).argsort(dim=1, descending=True)
-    fractions = torch.linspace(0, 1, steps + 1)
-    dele, ins = [], []
-    for f in fractions:
-        k = int(round(float(f) * h * w))
-        mask = torch.zeros(n, h * w)
-        mask.scatter_(1, order[:, :k], 1.0)
-        mask = mask.view(n, 1, h, w)
-        with torch.no_grad():
-            pd = model(x * (1 - mask)).softmax(1).gather(1, target[:, None])[:, 0]
-            pi = model(blurred * (1 - mask) + x * mask).softmax(1).gather(1, target[:, None])[:, 0]
-        dele.append(pd)
-        ins.append(pi)
-    auc = lambda v: torch.trapz(torch.stack(v, 1), fractions, dim=1)
-    return auc(dele), auc(ins)
-
-faithfulness = {}
+faithfulness, curves = {}, {}
 for m, maps_m in methods.items():
-    score_map = maps_m.abs() if m in ("integrated gradients",) else maps_m
-    d, i_ = deletion_insertion_scores(mobilenet, xb, score_map, steps=4 if FAST else 16)
-    faithfulness[m] = (float(d.mean()), float(i_.mean()))
+    score_map = maps_m.abs() if m == "integrated gradients" else maps_m
+    r = cnnviz.deletion_insertion(mobilenet, xb, score_map, steps=4 if FAST else 16)
+    curves[m] = r
+    faithfulness[m] = (float(r.deletion_auc.mean()), float(r.insertion_auc.mean()))
 for m, (d, i_) in faithfulness.items():
     print(f"{m:22s} deletion AUC {d:.3f} (lower is better)   insertion AUC {i_:.3f} (higher is better)")
-fig, ax = plt.subplots(figsize=(7, 3.5), layout="constrained")
-pos = np.arange(len(faithfulness))
-ax.bar(pos - 0.2, [v[0] for v in faithfulness.values()], 0.4, label="deletion (lower better)")
-ax.bar(pos + 0.2, [v[1] for v in faithfulness.values()], 0.4, label="insertion (higher better)")
-ax.set_xticks(pos, list(faithfulness))
-ax.legend()
-ax.set_title(f"Faithfulness on {len(BONUS)} photos")
-plt.show()
+cplot.show_deletion_insertion(curves, title=f"Deletion and insertion on {len(BONUS)} photos")
 best = max(faithfulness, key=lambda m: faithfulness[m][1] - faithfulness[m][0])
 print(f"Most faithful by insertion - deletion: {best}")
+sanity = cnnviz.sanity_check("saliency", mobilenet, xb[:1], layers_from_top=3 if FAST else 8, group_depth=2)
+cplot.show_sanity_check(sanity, xb[:1])
+print("Saliency under cascading randomization (rank correlation with the trained model's map):",
+      [f"{s}: {c:.2f}" for s, c in zip(sanity.steps, sanity.rank_correlation[:, 0].tolist())])
 """, figure="bonus")
 
 

@@ -4,7 +4,9 @@ Prints the top-5 classes and the model summary, and writes pictures under --out:
 the preprocessed input, first-layer filters, feature maps and filter responses, a
 class-activation overlay, then feature inversions, activation maximization, deep dream
 (demo_optimization.py), the attribution panels and an adversarial example
-(demo_attribution.py).
+(demo_attribution.py), the analyses with their page out/analysis_faithfulness.html
+(demo_analysis_faithfulness.py), and the interactive dashboard and HTML report with
+screenshots (demo_dashboard.py).
 
 Usage: python examples/demo.py [--out out] [--image PATH] [--quick]
 """
@@ -93,10 +95,18 @@ def main():
                                           size=224, resize=256) for name in ("dog.jpg", "macaws.png")]
         print("\nAttribution and adversarial examples:")
         demo_attribution.run(model, torch.cat(photos), "imagenet", args.out)
+        import demo_analysis_faithfulness
+
+        print("\nAnalyses (layer information, deletion/insertion, sanity check, adversarial report):")
+        demo_analysis_faithfulness.run(model, torch.cat(photos), args.out)
         import demo_analysis_filters
 
         print("\nFilter analyses (statistics, redundancy, CKA):")
         demo_analysis_filters.run(args.out, model)
+        import demo_dashboard
+
+        print("\nDashboard and report:")
+        demo_dashboard.run(model, args.out, [path, os.path.join(cnnviz.data_dir(), "images", "macaws.png")])
     print(f"\ndone in {time.perf_counter() - t0:.0f} s; pictures in {os.path.abspath(args.out)}/")
 
 

@@ -2,8 +2,8 @@
 
     python examples/run_notebook.py [IN.ipynb] [OUT.ipynb] [--fast] [--timeout SECONDS]
 
-Runs in the kernel ``cnnviz`` (``make kernel`` registers it for the venv); when no such
-kernel is registered, a temporary kernelspec for this interpreter is used. ``--fast`` sets
+Runs in a kernel named ``cnnviz`` on the interpreter that runs this script (a temporary
+kernelspec; ``make jupyter`` registers the same kernel for interactive use). ``--fast`` sets
 ``CNNVIZ_NOTEBOOK_FAST=1`` (cut iteration counts). MPLBACKEND is removed from the kernel's
 environment so that figures are captured inline. Prints the wall time.
 """
@@ -13,6 +13,7 @@ import argparse
 import contextlib
 import json
 import os
+import resource
 import sys
 import tempfile
 import time
@@ -36,34 +37,32 @@ class _Client(NotebookClient):
 @contextlib.contextmanager
 def _kernel_env(fast: bool):
     """Environment for the kernel: the fast flag, no MPLBACKEND, and a kernelspec named
-    ``cnnviz`` for this interpreter when none is registered."""
+    ``cnnviz`` for this interpreter first on JUPYTER_PATH, so that the run uses this
+    interpreter even where a ``cnnviz`` kernel of another checkout is registered."""
     saved = dict(os.environ)
-    tmp = None
+    tmp = tempfile.TemporaryDirectory()
     try:
         os.environ.pop("MPLBACKEND", None)
         if fast:
             os.environ["CNNVIZ_NOTEBOOK_FAST"] = "1"
-        from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
-
-        try:
-            spec = KernelSpecManager().get_kernel_spec(KERNEL)
-            ok = os.path.exists(spec.argv[0]) or spec.argv[0] == "python"
-        except NoSuchKernel:
-            ok = False
-        if not ok:
-            tmp = tempfile.TemporaryDirectory()
-            d = os.path.join(tmp.name, "kernels", KERNEL)
-            os.makedirs(d)
-            with open(os.path.join(d, "kernel.json"), "w") as f:
-                json.dump({"argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-                           "display_name": "Python (cnnviz)", "language": "python"}, f)
-            os.environ["JUPYTER_PATH"] = tmp.name + os.pathsep + os.environ.get("JUPYTER_PATH", "")
+        d = os.path.join(tmp.name, "kernels", KERNEL)
+        os.makedirs(d)
+        with open(os.path.join(d, "kernel.json"), "w") as f:
+            json.dump({"argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                       "display_name": "Python (cnnviz)", "language": "python"}, f)
+        os.environ["JUPYTER_PATH"] = os.pathsep.join(p for p in (tmp.name, os.environ.get("JUPYTER_PATH")) if p)
+        os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")  # the debugger's frozen-modules note
         yield
     finally:
         os.environ.clear()
         os.environ.update(saved)
-        if tmp is not None:
-            tmp.cleanup()
+        tmp.cleanup()
+
+
+def kernel_cpu_seconds() -> float:
+    """CPU seconds (user + system) of the finished child processes so far: the kernels."""
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
 
 
 def execute(src: str, dst: str | None = None, fast: bool = False, timeout: int = 1800):
@@ -91,9 +90,11 @@ def main(argv=None):
     p.add_argument("--fast", action="store_true", help="set CNNVIZ_NOTEBOOK_FAST=1")
     p.add_argument("--timeout", type=int, default=1800, help="seconds per cell")
     a = p.parse_args(argv)
+    cpu0 = kernel_cpu_seconds()
     _, seconds = execute(a.src, a.dst, a.fast, a.timeout)
-    print(f"executed {a.src} in {seconds:.0f} s ({'fast' if a.fast else 'full'} settings, "
-          f"{os.cpu_count()} CPUs) -> {a.dst}")
+    load = os.getloadavg()[0]
+    print(f"executed {a.src} in {seconds:.0f} s wall, kernel {kernel_cpu_seconds() - cpu0:.0f} s CPU "
+          f"({'fast' if a.fast else 'full'} settings, {os.cpu_count()} CPUs, load average {load:.1f}) -> {a.dst}")
 
 
 if __name__ == "__main__":

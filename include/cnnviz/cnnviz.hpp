@@ -17,3 +17,6 @@
 #include "cnnviz/analysis/cka.hpp"
 #include "cnnviz/analysis/filter_statistics.hpp"
 #include "cnnviz/analysis/redundancy.hpp"
+#include "cnnviz/analysis/adversarial_report.hpp"
+#include "cnnviz/analysis/faithfulness.hpp"
+#include "cnnviz/analysis/layer_information.hpp"

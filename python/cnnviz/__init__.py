@@ -35,6 +35,8 @@ from .optimization import *  # noqa: E402,F401,F403
 from .attribution import *  # noqa: E402,F401,F403
 from .adversarial import *  # noqa: E402,F401,F403
 from .metrics import *  # noqa: E402,F401,F403
+from .faithfulness import *  # noqa: E402,F401,F403
+from .layer_analysis import *  # noqa: E402,F401,F403
 from .filter_analysis import *  # noqa: E402,F401,F403
 from .representation import *  # noqa: E402,F401,F403
 from . import cnn_utils, zoo  # noqa: E402,F401
@@ -71,4 +73,9 @@ def __getattr__(name: str):
         import importlib
 
         return importlib.import_module(".plot", __name__)
+    # The dashboard and the report load Flask and the page only when asked for.
+    if name in ("dashboard", "report"):
+        import importlib
+
+        return getattr(importlib.import_module(".app.server" if name == "dashboard" else ".app.report", __name__), name)
     raise AttributeError(f"module 'cnnviz' has no attribute '{name}'")

@@ -4,6 +4,8 @@
     cnnviz predict PHOTO [--model mobilenet_v2|resnet20|resnet56|FILE.pt] [-k 5]
     cnnviz explain PHOTO --method grad_cam --out map.png [--model ...] [--layer NAME]
     cnnviz summary [--model ...]
+    cnnviz serve [--model ...] [--port N] [IMAGE ...]      (the interactive dashboard)
+    cnnviz report IMAGE... [--model ...] --out report.html [--methods ...] [--layers ...]
     cnnviz run --model resnet20 --data FOLDER|LIST.txt --methods saliency,grad_cam,ig --out DIR
 
 Models are the pretrained samples of ``cnnviz.zoo`` (from ``$CNNVIZ_DATA``) or a TorchScript
@@ -52,6 +54,21 @@ def _explain(model, x: torch.Tensor, method: str, layer: Optional[str]) -> torch
     return getattr(cnnviz, method)(model, x).map[0]
 
 
+def _serve(model, size: int, labels, args) -> int:
+    from .app.server import dashboard
+
+    board = dashboard(model, args.images, labels, size=size, samples=not args.no_samples, port=args.port,
+                      name=args.model)
+    print(f"cnnviz dashboard for {args.model}: {board.url}\n(Ctrl-C to stop)", flush=True)
+    try:
+        board.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        board.stop()
+    return 0
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="cnnviz", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -74,6 +91,19 @@ def main(argv: Optional[List[str]] = None) -> int:
     ex.add_argument("--out", required=True, help="PNG/JPEG/BMP to write")
     ex.add_argument("--alpha", type=float, default=0.5, help="heatmap opacity")
     with_model(sub.add_parser("summary", help="the model's layers, shapes and parameters"))
+    sv = with_model(sub.add_parser("serve", help="the interactive dashboard in a browser (127.0.0.1)"))
+    sv.add_argument("images", nargs="*", help="photos to offer besides the samples")
+    sv.add_argument("--port", type=int, default=0, help="port (default: a free one)")
+    sv.add_argument("--no-samples", action="store_true", help="leave out the sample photos")
+    rp = with_model(sub.add_parser("report", help="a self-contained HTML report on photos"))
+    rp.add_argument("images", nargs="+", help="photos")
+    rp.add_argument("--out", default="report.html", help="the HTML file to write")
+    rp.add_argument("--methods", default=None,
+                    help="comma-separated: saliency,smooth_grad,guided_backprop,grad_cam,grad_cam_pp,layer_cam,"
+                         "score_cam,integrated_gradients,occlusion,lime,"
+                         "feature_maps,filters,inversion,adversarial (default: all)")
+    rp.add_argument("--layers", default=None, help="comma-separated layer names (default: four over the depth)")
+    rp.add_argument("--inversion-steps", type=int, default=200)
     from .runs.cli import add_parser as _add_run_parser
 
     _add_run_parser(sub)
@@ -92,7 +122,19 @@ def main(argv: Optional[List[str]] = None) -> int:
             print(f"cnnviz {cnnviz.__version__}, torch {torch.__version__}, "
                   f"{torch.get_num_threads()} threads, sample data: {data}")
             return 0
+        if args.command == "report":
+            from .app.report import report
+
+            split = (lambda v: [t.strip() for t in v.split(",") if t.strip()] if v else None)
+            the_model, size, labels, _ = _model(args)
+            report(args.images, the_model, args.out, methods=split(args.methods), layers=split(args.layers),
+                   labels=labels, size=size, inversion_steps=args.inversion_steps,
+                   title=f"cnnviz report: {args.model}")
+            print(f"wrote {args.out}")
+            return 0
         model, size, labels, layer = _model(args)
+        if args.command == "serve":
+            return _serve(model, size, labels, args)
         if args.command == "summary":
             print(cnnviz.summary(model, (1, 3, size, size)))
             return 0

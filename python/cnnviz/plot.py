@@ -523,4 +523,6 @@ def show_metric_vs_depth(
     draw(fig.subplots())
     return _finish(fig, show)
 
+
+from ._plot_faithfulness import *  # noqa: E402,F401,F403  (analysis figures)
 from ._plot_filters import *  # noqa: E402,F401,F403  filter statistics, redundancy, CKA

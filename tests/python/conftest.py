@@ -45,16 +45,3 @@ def cifar_samples(data_dir):
     folder = os.path.join(data_dir, "images", "cifar10_samples")
     files = sorted(f for f in os.listdir(folder) if f.endswith(".png"))
     return [(os.path.join(folder, f), int(f.rsplit("_", 1)[1].split(".")[0])) for f in files]
-
-
-def pytest_configure(config):
-    config.addinivalue_line("markers", "slow: a long form of a test; runs with CNNVIZ_SLOW=1")
-
-
-def pytest_collection_modifyitems(config, items):
-    if os.environ.get("CNNVIZ_SLOW") == "1":
-        return
-    skip = pytest.mark.skip(reason="slow: set CNNVIZ_SLOW=1 to run")
-    for item in items:
-        if "slow" in item.keywords:
-            item.add_marker(skip)

@@ -1,0 +1,149 @@
+"""deletion_insertion against straightforward PyTorch loops, in one process at one thread count.
+
+Contenders, all computing the same deletion and insertion curves (checked equal):
+  cnnviz       cnnviz.deletion_insertion: ranks once, builds the 2 N (steps + 1) perturbed
+               images batch_size at a time and runs them as batches
+  per-step     a loop over the steps: for each step and curve, one forward of the N images
+               at that step (2 (steps + 1) forwards of N images)
+  per-image    a loop over images and steps, one forward per perturbed image (how the RISE
+               reference code runs)
+
+Workloads: the pretrained CIFAR-10 ResNet-20 on the 20 sample images (32x32, steps 32), and
+the pretrained MobileNetV2 on 4 ImageNet samples at 224 (steps 16; without the per-image
+loop, whose single-image forwards take minutes per repeat here). Repeats are interleaved
+(cnnviz, per-step, per-image, cnnviz, ...); the median and the spread (min-max) are printed.
+Counts of forwards are printed too: on a loaded machine they are the steadier answer.
+
+Usage: python benchmarks/compare_analysis_faithfulness.py [--threads 2] [--repeats 5]
+(CNNVIZ_DATA must point at the sample data.) Prints a Markdown table.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+
+import torch
+import torchvision.transforms.functional as TF
+from PIL import Image
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import cnnviz  # noqa: E402
+
+MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+
+
+def reference_masks(attribution, steps):
+    """(N, steps + 1, P) bool: pixels changed at each step, from a plain argsort."""
+    n, h, w = attribution.shape
+    p = h * w
+    order = attribution.reshape(n, p).argsort(1, descending=True)
+    rank = torch.empty_like(order).scatter_(1, order, torch.arange(p).expand(n, p))
+    counts = torch.tensor([round(k * p / steps) for k in range(steps + 1)])
+    return rank.unsqueeze(1) < counts.view(1, -1, 1)
+
+
+@torch.no_grad()
+def per_step(model, x, attribution, target, steps, deletion_base, insertion_base):
+    n, _, h, w = x.shape
+    masks = reference_masks(attribution, steps)
+    dele, ins = [], []
+    for k in range(steps + 1):
+        m = masks[:, k].view(n, 1, h, w)
+        idx = torch.arange(n)
+        dele.append(model(torch.where(m, deletion_base, x)).softmax(1)[idx, target])
+        ins.append(model(torch.where(m, x, insertion_base)).softmax(1)[idx, target])
+    return torch.stack(dele, 1), torch.stack(ins, 1)
+
+
+@torch.no_grad()
+def per_image(model, x, attribution, target, steps, deletion_base, insertion_base):
+    n, _, h, w = x.shape
+    masks = reference_masks(attribution, steps)
+    dele = torch.empty(n, steps + 1)
+    ins = torch.empty(n, steps + 1)
+    for i in range(n):
+        for k in range(steps + 1):
+            m = masks[i, k].view(1, 1, h, w)
+            xi = x[i:i + 1]
+            dele[i, k] = model(torch.where(m, deletion_base[i:i + 1], xi)).softmax(1)[0, target[i]]
+            ins[i, k] = model(torch.where(m, xi, insertion_base[i:i + 1])).softmax(1)[0, target[i]]
+    return dele, ins
+
+
+def load(paths, size=None):
+    imgs = []
+    for p in paths:
+        im = Image.open(p).convert("RGB")
+        if size:
+            im = TF.center_crop(TF.resize(im, 256), size)
+        imgs.append(TF.to_tensor(im))
+    return (torch.stack(imgs) - MEAN) / STD
+
+
+def workload(name, model, x, steps, repeats, batch_size, per_image_loop=True):
+    torch.manual_seed(0)
+    attribution = torch.rand(x.shape[0], x.shape[2], x.shape[3])
+    with torch.no_grad():
+        target = model(x).argmax(1)
+    # The same baselines as cnnviz's defaults: zeros for deletion, the blurred image for insertion.
+    blurred = cnnviz.integrated_gradients(model, x, target, baseline="blur", steps=2).baseline
+    zeros = torch.zeros_like(x)
+    contenders = {
+        "cnnviz": lambda: (lambda r: (r.deletion, r.insertion))(
+            cnnviz.deletion_insertion(model, x, attribution, target, steps=steps, batch_size=batch_size)),
+        "per-step": lambda: per_step(model, x, attribution, target, steps, zeros, blurred),
+    }
+    if per_image_loop:
+        contenders["per-image"] = lambda: per_image(model, x, attribution, target, steps, zeros, blurred)
+    ref = contenders["per-image" if per_image_loop else "per-step"]()
+    for key, fn in contenders.items():
+        d, i = fn()
+        torch.testing.assert_close(d.float(), ref[0], atol=1e-4, rtol=1e-4, msg=f"{key} deletion differs")
+        torch.testing.assert_close(i.float(), ref[1], atol=1e-4, rtol=1e-4, msg=f"{key} insertion differs")
+    times = {k: [] for k in contenders}
+    for _ in range(repeats):  # interleaved
+        for key, fn in contenders.items():
+            t0 = time.perf_counter()
+            fn()
+            times[key].append(time.perf_counter() - t0)
+    n = x.shape[0]
+    forwards = {"cnnviz": -(-2 * n * (steps + 1) // batch_size) + 1, "per-step": 2 * (steps + 1),
+                "per-image": 2 * n * (steps + 1)}
+    base = statistics.median(times["cnnviz"])
+    for key in contenders:
+        t = times[key]
+        forwards.setdefault(key, 0)
+        med = statistics.median(t)
+        print(f"| {name} | {key} | {forwards[key]} | {med * 1e3:.0f} | {min(t) * 1e3:.0f}-{max(t) * 1e3:.0f} | "
+              f"{med / base:.2f}x |")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--workload", nargs="*", default=["resnet20", "mobilenet_v2"])
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    data = cnnviz.data_dir()
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, repeats {args.repeats} (interleaved)\n")
+    print("| workload | contender | forwards | median ms | spread ms | time / cnnviz |")
+    print("|---|---|---|---|---|---|")
+    if "resnet20" in args.workload:
+        folder = os.path.join(data, "images", "cifar10_samples")
+        paths = sorted(os.path.join(folder, f) for f in os.listdir(folder) if f.endswith(".png"))
+        workload("ResNet-20, 20 CIFAR images, steps 32", cnnviz.zoo.pretrained("resnet20"), load(paths), 32,
+                 args.repeats, 64)
+    if "mobilenet_v2" in args.workload:
+        folder = os.path.join(data, "images", "imagenet_samples")
+        paths = sorted(os.path.join(folder, f) for f in os.listdir(folder) if f.endswith(".jpg"))[:4]
+        workload("MobileNetV2, 4 ImageNet images at 224, steps 16", cnnviz.zoo.pretrained("mobilenet_v2"),
+                 load(paths, 224), 16, args.repeats, 32, per_image_loop=False)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,49 @@
+#pragma once
+// The notebook's adversarial challenge in one call: an FGSM or PGD example, the predictions
+// before and after, how the saliency map changes, and which layers move most.
+
+#include <torch/torch.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "cnnviz/adversarial.hpp"
+#include "cnnviz/attribution_gradients.hpp"
+
+namespace cnnviz {
+
+enum class Attack { fgsm, pgd };
+
+struct AdversarialReportOptions {
+  TORCH_ARG(Attack, attack) = Attack::pgd;
+  /// The attacks' options (budget, steps, normalization): the chosen one is used.
+  TORCH_ARG(FgsmOptions, fgsm) = FgsmOptions();
+  TORCH_ARG(PgdOptions, pgd) = PgdOptions();
+  /// Layers whose divergence is measured; empty: every leaf module that owns parameters.
+  TORCH_ARG(std::vector<std::string>, layers) = {};
+  /// The saliency maps' channel reduction.
+  TORCH_ARG(SaliencyOptions, saliency) = SaliencyOptions();
+};
+
+struct AdversarialReport {
+  AdversarialResult attack;             ///< the adversarial batch, perturbation (pixels), predictions
+  torch::Tensor probabilities_before;   ///< (N, K) softmax for x
+  torch::Tensor probabilities_after;    ///< (N, K) softmax for the adversarial batch
+  Attribution saliency_before;          ///< saliency of x for attack.target
+  Attribution saliency_after;           ///< saliency of the adversarial batch for the same class
+  torch::Tensor saliency_correlation;   ///< (N,) float64: Spearman correlation of the two maps
+  std::vector<std::string> layers;      ///< the layers measured, in request order
+  torch::Tensor divergence;             ///< (L, N): ||A(adv) - A(x)|| / ||A(x)|| per layer and sample
+  int64_t most_affected = -1;           ///< index of the layer with the largest mean divergence (-1: none)
+};
+
+/// Attacks x (N, C, H, W) with FGSM or PGD (untargeted away from `target`, default the
+/// predicted class, or toward it when the attack's options say targeted) and reports the
+/// perturbation, the predictions and probabilities before and after, the vanilla-gradient
+/// saliency of the attacked class before and after with their rank correlation, and each
+/// layer's relative activation change.
+AdversarialReport adversarial_report(const AnyModel& model, const torch::Tensor& x, const Target& target = {},
+                                     const AdversarialReportOptions& options = {});
+
+}  // namespace cnnviz
