@@ -20,6 +20,7 @@
 #include <stb_image.h>
 #include <stb_image_write.h>
 
+#include "cnnviz/errors.hpp"
 #include "cnnviz/image.hpp"
 #include "stb_decode.hpp"
 
@@ -31,7 +32,7 @@ std::string describe(const std::string& source) {
 }
 
 [[noreturn]] void throw_errno(int err, const std::string& what) {
-  throw std::system_error(err, std::generic_category(), what);
+  throw_file_error(err, what);  // the loaders' one file error type (cnnviz/errors.hpp)
 }
 
 std::vector<uint8_t> read_file(const std::string& path) {
