@@ -104,9 +104,9 @@ def scaling(args):
     """Images/s of one method over the same files: 1 process at 1 and 2 threads, 2 processes
     (torchrun, 1 thread each)."""
     tmp = tempfile.mkdtemp(prefix="cnnviz-scale-")
-    listing = os.path.join(tmp, "files.txt")
+    listing = os.path.join(tmp, "files")
     for m in args.methods:
-        with open(f"{listing}.{m}", "w") as f:
+        with open(f"{listing}_{m}.txt", "w") as f:
             f.write("\n".join(files((args.ig_images or args.images) if m == "ig" else args.images)))
     env = dict(os.environ)
     contenders = {
@@ -122,7 +122,7 @@ def scaling(args):
                     out = os.path.join(tmp, "out")
                     shutil.rmtree(out, ignore_errors=True)
                     cmd = [sys.executable, "-m", "cnnviz.runs.torchrun", "--standalone", *nproc, "-m", "cnnviz.cli",
-                           "run", "--model", "resnet20", "--data", f"{listing}.{m}", "--methods", m, "--set",
+                           "run", "--model", "resnet20", "--data", f"{listing}_{m}.txt", "--methods", m, "--set",
                            f"ig.steps={IG_STEPS}", "--set", "ig.batch_size=256", "--out", out,
                            "--batch-size", str(args.batch_size), "--workers", "0", "--no-progress"]
                     if m != "ig":
@@ -175,7 +175,8 @@ if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--images", type=int, default=1000)
-    p.add_argument("--ig-images", type=int, default=None, help="images for IG (default: --images)")
+    p.add_argument("--ig-images", type=int, default=200,
+                   help="images for IG (its per-image loop alone takes minutes per 1,000 images)")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--scaling", action="store_true")

@@ -33,7 +33,8 @@ void init_adversarial(py::module_& m) {
       .def_readonly("prediction_before", &AdversarialResult::prediction_before)
       .def_readonly("prediction_after", &AdversarialResult::prediction_after)
       .def_readonly("success", &AdversarialResult::success)
-      .def_readonly("stopped_early", &AdversarialResult::stopped_early);
+      .def_readonly("stopped_early", &AdversarialResult::stopped_early)
+      .def_readwrite("interrupted", &AdversarialResult::interrupted);
   m.def("fgsm", [](py::object model, const torch::Tensor& x, py::object target, const FgsmOptions& o) {
     auto mdl = to_model(model);
     auto t = to_target(target);

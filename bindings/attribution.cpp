@@ -91,7 +91,8 @@ void bind_results(py::module_& m) {
       .def_readonly("map", &Attribution::map)
       .def_readonly("target", &Attribution::target)
       .def_readonly("logits", &Attribution::logits)
-      .def_readonly("stopped_early", &Attribution::stopped_early);
+      .def_readonly("stopped_early", &Attribution::stopped_early)
+      .def_readwrite("interrupted", &Attribution::interrupted);
   py::class_<IntegratedGradientsResult, Attribution>(m, "IntegratedGradientsResult", py::dynamic_attr())
       .def_readonly("baseline", &IntegratedGradientsResult::baseline)
       .def_readonly("delta", &IntegratedGradientsResult::delta)
@@ -112,6 +113,7 @@ void bind_results(py::module_& m) {
       .def_readonly("num_targets", &CamResult::num_targets)
       .def_readonly("logits", &CamResult::logits)
       .def_readonly("stopped_early", &CamResult::stopped_early)
+      .def_readwrite("interrupted", &CamResult::interrupted)
       .def("at", &CamResult::at, py::arg("layer"), py::arg("k") = 0, py::return_value_policy::copy)
       .def_property_readonly("map", [](const CamResult& r) { return r.front().map; })
       .def_property_readonly("upsampled", [](const CamResult& r) { return r.front().upsampled; })
@@ -121,7 +123,8 @@ void bind_results(py::module_& m) {
       .def_readonly("scores", &OcclusionResult::scores)
       .def_readonly("target", &OcclusionResult::target)
       .def_readonly("logits", &OcclusionResult::logits)
-      .def_readonly("stopped_early", &OcclusionResult::stopped_early);
+      .def_readonly("stopped_early", &OcclusionResult::stopped_early)
+      .def_readwrite("interrupted", &OcclusionResult::interrupted);
   py::class_<LimeResult>(m, "LimeResult", py::dynamic_attr())
       .def_readonly("segments", &LimeResult::segments)
       .def_readonly("weights", &LimeResult::weights)
@@ -130,7 +133,8 @@ void bind_results(py::module_& m) {
       .def_readonly("map", &LimeResult::map)
       .def_readonly("target", &LimeResult::target)
       .def_readonly("logits", &LimeResult::logits)
-      .def_readonly("stopped_early", &LimeResult::stopped_early);
+      .def_readonly("stopped_early", &LimeResult::stopped_early)
+      .def_readwrite("interrupted", &LimeResult::interrupted);
 }
 
 }  // namespace

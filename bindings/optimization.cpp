@@ -41,6 +41,7 @@ namespace {
 void bind_inversion(py::module_& m) {
   py::class_<InversionOptions> c(m, "InversionOptions");
   c.def(py::init<>());
+  c.def_static("notebook", &InversionOptions::notebook, "The notebook's settings: SGD, lr 1e3, momentum 0.9.");
   CNNVIZ_OPTION(c, InversionOptions, iterations);
   CNNVIZ_OPTION(c, InversionOptions, optimizer);
   CNNVIZ_OPTION(c, InversionOptions, learning_rate);
@@ -70,11 +71,14 @@ void bind_inversion(py::module_& m) {
       .def_readonly("snapshots", &InversionResult::snapshots)
       .def_readonly("snapshot_steps", &InversionResult::snapshot_steps)
       .def_readonly("final_loss", &InversionResult::final_loss)
+      .def_readonly("feature_loss", &InversionResult::feature_loss)
+      .def_readonly("prior_loss", &InversionResult::prior_loss)
       .def_readonly("stopped_early", &InversionResult::stopped_early)
       .def_readwrite("interrupted", &InversionResult::interrupted)
       .def("__repr__", [](const InversionResult& r) {
         return "InversionResult(layer='" + r.layer + "', steps=" + std::to_string(r.losses.size(0)) +
-               ", final_loss=" + std::to_string(r.final_loss) + (r.stopped_early ? ", stopped_early" : "") +
+               ", final_loss=" + std::to_string(r.final_loss) + ", feature_loss=" + std::to_string(r.feature_loss) +
+               ", prior_loss=" + std::to_string(r.prior_loss) + (r.stopped_early ? ", stopped_early" : "") +
                (r.interrupted ? ", interrupted" : "") + ")";
       });
 

@@ -32,13 +32,13 @@ def _save(fig, out_dir, name):
     return name
 
 
-def run(model, x, out_dir, iterations=60, labels="imagenet"):
+def run(model, x, out_dir, iterations=30, labels="imagenet"):
     names = cnnviz.zoo.labels_for(labels)
     sections = []
     x0 = x[:1]
 
     t = time.perf_counter()
-    layers = ["features.1", "features.3", "features.6", "features.10", "features.14", "features.17"]
+    layers = ["features.1", "features.3", "features.7", "features.14"]
     info = cnnviz.layer_information(model, x0, layers, iterations=iterations, optimizer="adam", learning_rate=0.05)
     print(f"  layer information ({iterations} Adam steps per layer, {time.perf_counter() - t:.0f} s): {info!r}")
     fig = _save(cnnviz.plot.show_layer_information(info, x0), out_dir, "20_layer_information.png")
@@ -55,7 +55,7 @@ def run(model, x, out_dir, iterations=60, labels="imagenet"):
     cam = cnnviz.grad_cam(model, x, "features.18")
     torch.manual_seed(0)
     random = torch.rand(x.shape[0], *cam.map.shape[1:])  # the CAM's granularity: a fair control
-    steps = 16
+    steps = 10
     r_cam = cnnviz.deletion_insertion(model, x, cam, steps=steps)
     r_rnd = cnnviz.deletion_insertion(model, x, random, target=cam.target, steps=steps)
     print(f"  deletion/insertion ({time.perf_counter() - t:.0f} s): Grad-CAM {r_cam!r}; random {r_rnd!r}")
@@ -103,7 +103,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--out", default="out")
     ap.add_argument("--image", default=None, help="photo (default: cat_chelsea.png from the sample data)")
-    ap.add_argument("--iterations", type=int, default=60, help="inversion steps per layer")
+    ap.add_argument("--iterations", type=int, default=30, help="inversion steps per layer")
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
     torch.set_num_threads(os.cpu_count() or 1)

@@ -241,7 +241,7 @@ FilterStatisticsAccumulator FilterStatisticsAccumulator::from_state(const std::m
   return acc;
 }
 
-FilterStatistics filter_statistics(const AnyModel& model, const torch::Tensor& x, const std::string& layer,
+FilterStatistics filter_statistics(const AnyModel& model, const torch::Tensor& x, const Layer& layer,
                                    const FilterStatisticsOptions& options) {
   check_image_batch(x);
   detail::check_layers(model, {layer});
@@ -421,7 +421,7 @@ FilterRedundancy filter_redundancy(const torch::Tensor& weight, const ChannelCov
   return r;
 }
 
-FilterRedundancy filter_redundancy(const AnyModel& model, const std::string& layer,
+FilterRedundancy filter_redundancy(const AnyModel& model, const Layer& layer,
                                    const ChannelCovarianceAccumulator& covariance,
                                    const FilterRedundancyOptions& options) {
   detail::check_layers(model, {layer});
@@ -432,7 +432,7 @@ FilterRedundancy filter_redundancy(const AnyModel& model, const std::string& lay
   return filter_redundancy(w, covariance, options);
 }
 
-FilterRedundancy filter_redundancy(const AnyModel& model, const std::string& layer, const torch::Tensor& x,
+FilterRedundancy filter_redundancy(const AnyModel& model, const Layer& layer, const torch::Tensor& x,
                                    const FilterRedundancyOptions& options) {
   detail::check_layers(model, {layer});
   ChannelCovarianceAccumulator cov;

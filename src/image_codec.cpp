@@ -22,6 +22,7 @@
 #include <stb_image_write.h>
 
 #include "cnnviz/detail/paths.hpp"
+#include "cnnviz/errors.hpp"
 #include "cnnviz/image.hpp"
 #include "stb_decode.hpp"
 
@@ -33,7 +34,7 @@ std::string describe(const std::string& source) {
 }
 
 [[noreturn]] void throw_errno(int err, const std::string& what) {
-  throw std::system_error(err, std::generic_category(), what);
+  throw_file_error(err, what);  // the loaders' one file error type (cnnviz/errors.hpp)
 }
 
 const char* file_kind(mode_t mode) {

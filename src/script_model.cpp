@@ -7,12 +7,15 @@
 #include <torch/csrc/jit/passes/inliner.h>
 #include <torch/library.h>
 
+#include <cerrno>
+#include <cstdio>
 #include <set>
 #include <sstream>
 
 #include "cnnviz/detail/guided.hpp"
 #include "cnnviz/detail/names.hpp"
 #include "cnnviz/detail/paths.hpp"
+#include "cnnviz/errors.hpp"
 
 // The guided-backprop rule as a TorchScript-callable op, inserted after ReLUs in guided
 // capture graphs.
@@ -126,6 +129,12 @@ ScriptModel::ScriptModel(torch::jit::Module module)
 
 ScriptModel ScriptModel::load(const std::string& path) {
   detail::check_path(path, "ScriptModel::load");
+  // A missing or unreadable file is the loaders' one file error (cnnviz/errors.hpp).
+  if (FILE* f = std::fopen(path.c_str(), "rb")) {
+    std::fclose(f);
+  } else {
+    throw_file_error(errno, "cnnviz: cannot open TorchScript file '" + path + "'");
+  }
   torch::jit::Module m;
   try {
     m = torch::jit::load(path);

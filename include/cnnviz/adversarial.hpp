@@ -47,6 +47,7 @@ struct AdversarialResult {
   torch::Tensor prediction_after;   ///< (N,) int64
   torch::Tensor success;            ///< (N,) bool: prediction changed away from / to the target
   bool stopped_early = false;
+  bool interrupted = false;    ///< Ctrl-C stopped the loop (set by the Python bindings)
 };
 
 namespace detail {

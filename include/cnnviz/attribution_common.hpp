@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <initializer_list>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -86,6 +87,27 @@ class Target {
   torch::Tensor per_sample_;
 };
 
+/// One target or several (the CAM methods make a map for each): a Target or anything a
+/// Target is made from (a class index, one class per sample, a tensor), a
+/// std::vector<Target> or a brace list {Target(3), Target(5)}; `{}` is the predicted class.
+class Targets {
+ public:
+  Targets() : targets_{Target()} {}
+  template <class T, std::enable_if_t<std::is_constructible_v<Target, T&&> &&
+                                          !std::is_same_v<std::decay_t<T>, Targets> &&
+                                          !std::is_same_v<std::decay_t<T>, std::vector<Target>>,
+                                      int> = 0>
+  Targets(T&& target) : targets_{Target(std::forward<T>(target))} {}  // NOLINT: implicit by design
+  Targets(std::vector<Target> targets) : targets_(std::move(targets)) {}  // NOLINT: implicit by design
+  Targets(std::initializer_list<Target> targets) : targets_(targets) {}  // NOLINT: implicit by design
+
+  const std::vector<Target>& list() const { return targets_; }
+  operator const std::vector<Target>&() const { return targets_; }  // NOLINT: reads as the list
+
+ private:
+  std::vector<Target> targets_;
+};
+
 /// How model inputs were normalized from pixels in [0, 1]: x = (pixel - mean) / std per
 /// channel. Methods that reason in pixels (black or noise baselines, superpixels, attack
 /// budgets) use it; ImageNet statistics by default.
@@ -108,6 +130,7 @@ struct Attribution {
   torch::Tensor target;       ///< (N,) int64: the class explained for each sample
   torch::Tensor logits;       ///< (N, K): the model's output for x
   bool stopped_early = false;  ///< the progress callback stopped the loop (partial result)
+  bool interrupted = false;    ///< Ctrl-C stopped the loop (set by the Python bindings)
 };
 
 namespace detail {

@@ -39,6 +39,7 @@ struct CamResult {
   size_t num_targets = 1;
   torch::Tensor logits;  ///< (N, K) for x
   bool stopped_early = false;
+  bool interrupted = false;    ///< Ctrl-C stopped the loop (set by the Python bindings)
 
   /// The map of `layer` (as spelled in the request) for the k-th target.
   const CamMap& at(const std::string& layer, size_t k = 0) const {
@@ -198,8 +199,9 @@ inline CamResult score_cams(const AnyModel& model, const torch::Tensor& x, const
 /// `targets`, from one forward pass (plus one backward per target for the gradient
 /// methods, or the masked forwards of Score-CAM). x (N, C, H, W). Each map comes at the
 /// layer's resolution (N, h, w) and upsampled bilinearly to (N, H, W).
-inline CamResult cam(const AnyModel& model, const torch::Tensor& x, const std::vector<std::string>& layers,
-                     const std::vector<Target>& targets, CamMethod method, const CamOptions& options = {}) {
+inline CamResult cam(const AnyModel& model, const torch::Tensor& x, const Layers& layers,
+                     const Targets& which, CamMethod method, const CamOptions& options = {}) {
+  const std::vector<Target>& targets = which;
   check_image_batch(x);
   TORCH_CHECK_VALUE(!layers.empty(), "cnnviz: a CAM needs at least one layer");
   TORCH_CHECK_VALUE(!targets.empty(), "cnnviz: a CAM needs at least one target");
@@ -211,47 +213,32 @@ inline CamResult cam(const AnyModel& model, const torch::Tensor& x, const std::v
   return r;
 }
 
-/// Grad-CAM of several layers and targets: maps ReLU(sum_k mean_ij(dy/dA_k) A_k).
-inline CamResult grad_cam(const AnyModel& model, const torch::Tensor& x, const std::vector<std::string>& layers,
-                          const std::vector<Target>& targets, const CamOptions& options = {}) {
+/// Grad-CAM: maps ReLU(sum_k mean_ij(dy/dA_k) A_k) of each layer (a name, a vector or a
+/// brace list) for each target (default: the predicted class). For one layer and target:
+/// result.front().map (N, h, w), .upsampled (N, H, W).
+inline CamResult grad_cam(const AnyModel& model, const torch::Tensor& x, const Layers& layers,
+                          const Targets& targets = {}, const CamOptions& options = {}) {
   return cam(model, x, layers, targets, CamMethod::grad_cam, options);
-}
-/// Grad-CAM of one layer: result.front().map (N, h, w), .upsampled (N, H, W).
-inline CamResult grad_cam(const AnyModel& model, const torch::Tensor& x, const std::string& layer,
-                          const Target& target = {}, const CamOptions& options = {}) {
-  return cam(model, x, {layer}, {target}, CamMethod::grad_cam, options);
 }
 
 /// Grad-CAM++ (closed form): weights sum_ij alpha_ij ReLU(dy/dA_ij), alpha = g^2 / (2 g^2 +
 /// sum_ab A_ab g^3).
-inline CamResult grad_cam_pp(const AnyModel& model, const torch::Tensor& x, const std::vector<std::string>& layers,
-                             const std::vector<Target>& targets, const CamOptions& options = {}) {
+inline CamResult grad_cam_pp(const AnyModel& model, const torch::Tensor& x, const Layers& layers,
+                             const Targets& targets = {}, const CamOptions& options = {}) {
   return cam(model, x, layers, targets, CamMethod::grad_cam_pp, options);
-}
-inline CamResult grad_cam_pp(const AnyModel& model, const torch::Tensor& x, const std::string& layer,
-                             const Target& target = {}, const CamOptions& options = {}) {
-  return cam(model, x, {layer}, {target}, CamMethod::grad_cam_pp, options);
 }
 
 /// LayerCAM: ReLU(sum_k ReLU(dy/dA_k) * A_k), element-wise weights.
-inline CamResult layer_cam(const AnyModel& model, const torch::Tensor& x, const std::vector<std::string>& layers,
-                           const std::vector<Target>& targets, const CamOptions& options = {}) {
+inline CamResult layer_cam(const AnyModel& model, const torch::Tensor& x, const Layers& layers,
+                           const Targets& targets = {}, const CamOptions& options = {}) {
   return cam(model, x, layers, targets, CamMethod::layer_cam, options);
-}
-inline CamResult layer_cam(const AnyModel& model, const torch::Tensor& x, const std::string& layer,
-                           const Target& target = {}, const CamOptions& options = {}) {
-  return cam(model, x, {layer}, {target}, CamMethod::layer_cam, options);
 }
 
 /// Score-CAM: ReLU(sum_k s_k A_k), s_k the target's softmax score for x * M_k, M_k channel
 /// k upsampled to (H, W) and scaled to [0, 1]. N * C masked forwards in batches.
-inline CamResult score_cam(const AnyModel& model, const torch::Tensor& x, const std::vector<std::string>& layers,
-                           const std::vector<Target>& targets, const CamOptions& options = {}) {
+inline CamResult score_cam(const AnyModel& model, const torch::Tensor& x, const Layers& layers,
+                           const Targets& targets = {}, const CamOptions& options = {}) {
   return cam(model, x, layers, targets, CamMethod::score_cam, options);
-}
-inline CamResult score_cam(const AnyModel& model, const torch::Tensor& x, const std::string& layer,
-                           const Target& target = {}, const CamOptions& options = {}) {
-  return cam(model, x, {layer}, {target}, CamMethod::score_cam, options);
 }
 
 struct GuidedGradCamOptions {
@@ -260,7 +247,7 @@ struct GuidedGradCamOptions {
 
 /// Guided Grad-CAM: guided backprop (N, C, H, W) times the upsampled Grad-CAM of `layer`
 /// (N, 1, H, W); map (N, H, W) = |attribution| reduced over channels.
-inline Attribution guided_grad_cam(const AnyModel& model, const torch::Tensor& x, const std::string& layer,
+inline Attribution guided_grad_cam(const AnyModel& model, const torch::Tensor& x, const Layer& layer,
                                    const Target& target = {}, const GuidedGradCamOptions& options = {}) {
   auto guided = guided_backprop(model, x, target, GuidedBackpropOptions());
   auto cam = grad_cam(model, x, layer, Target(guided.target), CamOptions());

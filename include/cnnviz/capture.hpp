@@ -13,14 +13,14 @@
 
 #include "cnnviz/detail/checked_capture.hpp"
 #include "cnnviz/detail/paths.hpp"
+#include "cnnviz/errors.hpp"
 #include "cnnviz/model.hpp"
 
 namespace cnnviz {
 
 /// Activations of `layers` for a batch x (N, C, H, W), in request order, live in the
 /// autograd graph of x. The forward stops after the last requested layer.
-inline CaptureResult capture(const AnyModel& model, const torch::Tensor& x,
-                             const std::vector<std::string>& layers) {
+inline CaptureResult capture(const AnyModel& model, const torch::Tensor& x, const Layers& layers) {
   check_image_batch(x);
   TORCH_CHECK_VALUE(!layers.empty(), "cnnviz: capture needs at least one layer name");
   CaptureRequest request;
@@ -33,8 +33,9 @@ inline CaptureResult capture(const AnyModel& model, const torch::Tensor& x,
 /// one forward pass without autograd: x (N, C, H, W) -> name -> (N, C', H', W') (or
 /// whatever shape the layer produces). Leaf layers that never run are left out.
 inline std::vector<std::pair<std::string, torch::Tensor>> feature_maps(
-    const AnyModel& model, const torch::Tensor& x, std::vector<std::string> layers = {}) {
+    const AnyModel& model, const torch::Tensor& x, const Layers& which = {}) {
   check_image_batch(x);
+  std::vector<std::string> layers = which;
   bool all = layers.empty();
   if (all)
     for (auto& l : model.layers())
@@ -128,8 +129,22 @@ struct FilterWeights {
 };
 
 /// The filters of `layer` (a module with a 4-D `weight`, e.g. Conv2d).
-inline FilterWeights filter_weights(const AnyModel& model, const std::string& layer) {
+inline FilterWeights filter_weights(const AnyModel& model, const Layer& layer) {
   auto w = model.parameter(layer, "weight");
+  if (!w.defined()) {
+    // A block (e.g. MobileNetV2's "features.0", a Conv-BN-ReLU Sequential): name its first
+    // convolution rather than just refusing.
+    std::string type, conv;
+    for (const auto& l : model.layers()) {
+      if (l.name == layer.name()) type = l.type;
+      if (conv.empty() && l.name.rfind(layer.name() + ".", 0) == 0) {
+        auto cw = model.parameter(l.name, "weight");
+        if (cw.defined() && cw.dim() == 4) conv = l.name;
+      }
+    }
+    TORCH_CHECK_VALUE(conv.empty(), "cnnviz: layer '", layer, "' (", type,
+                      ") is a block, not a convolution; its first convolution is '", conv, "'");
+  }
   TORCH_CHECK_VALUE(w.defined(), "cnnviz: layer '", layer, "' has no weight parameter");
   TORCH_CHECK_VALUE(w.dim() == 4, "cnnviz: layer '", layer,
                     "' is not a 2-D convolution: its weight has shape ", w.sizes());
@@ -152,17 +167,22 @@ struct Prediction {
   double probability = 0;
 };
 
-/// Class names one a line (as in labels/imagenet_classes.txt).
-inline std::vector<std::string> load_labels(const std::string& path) {
-  detail::check_path(path, "load_labels");
-  std::ifstream in(path);
-  TORCH_CHECK_VALUE(in.good(), "cnnviz: cannot read labels file '", path, "'");
-  std::vector<std::string> labels;
-  for (std::string line; std::getline(in, line);) {
-    if (!line.empty() && line.back() == '\r') line.pop_back();
-    labels.push_back(line);
-  }
-  return labels;
+/// Class names, one a line: `source` is a file path, or the name of a label set installed
+/// with cnnviz ("imagenet": 1000 ImageNet classes in torchvision's order, "cifar10"), looked
+/// up in $CNNVIZ_LABELS_DIR, then in the installed package's share/cnnviz/labels, then
+/// where the build would install them, then in the source tree. A missing file or set is
+/// cnnviz::FileNotFoundError.
+namespace detail {
+/// load_labels with `package_dir` (may be null) searched after $CNNVIZ_LABELS_DIR: the
+/// installed CMake package passes its own share/cnnviz/labels (src/labels.cpp).
+std::vector<std::string> load_labels(const std::string& source, const char* package_dir);
+}  // namespace detail
+inline std::vector<std::string> load_labels(const std::string& source) {
+#ifdef CNNVIZ_LABELS_DIR  // set by cnnvizConfig.cmake of an installed package
+  return detail::load_labels(source, CNNVIZ_LABELS_DIR);
+#else
+  return detail::load_labels(source, nullptr);
+#endif
 }
 
 /// Top-k classes by softmax probability for each image of x (N, C, H, W) -> N lists of k.
@@ -190,6 +210,18 @@ inline std::vector<std::vector<Prediction>> predict(const AnyModel& model, const
       out[n].push_back({i, labels.empty() ? std::to_string(i) : labels[i], p[n][j].item<double>()});
     }
   return out;
+}
+
+/// Top-k classes of one image: x (C, H, W) or (1, C, H, W) -> k predictions. The
+/// single-image form of predict(), returned by value so that
+/// `for (auto& p : predict_one(model, x))` owns what it iterates.
+inline std::vector<Prediction> predict_one(const AnyModel& model, const torch::Tensor& x, int64_t k = 5,
+                                           const std::vector<std::string>& labels = {}) {
+  TORCH_CHECK_VALUE(x.defined() && (x.dim() == 3 || (x.dim() == 4 && x.size(0) == 1)),
+                    "cnnviz: predict_one needs one image (C, H, W) or (1, C, H, W), got shape ",
+                    x.defined() ? x.sizes() : torch::IntArrayRef{}, "; use predict() for a batch");
+  auto all = predict(model, x.dim() == 3 ? x.unsqueeze(0) : x, k, labels);
+  return std::move(all.front());
 }
 
 }  // namespace cnnviz

@@ -1,5 +1,7 @@
 #pragma once
 // Umbrella header: all of cnnviz.
+#include "cnnviz/errors.hpp"
+#include "cnnviz/layers.hpp"
 #include "cnnviz/model.hpp"
 #include "cnnviz/progress.hpp"
 #include "cnnviz/snapshot.hpp"

@@ -59,6 +59,7 @@ struct LimeResult {
   torch::Tensor target;                ///< (N,) int64
   torch::Tensor logits;                ///< (N, K) for x
   bool stopped_early = false;
+  bool interrupted = false;    ///< Ctrl-C stopped the loop (set by the Python bindings)
 };
 
 /// SLIC superpixels (Achanta et al. 2012) of an sRGB image (3, H, W) with values in

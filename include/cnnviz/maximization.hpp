@@ -149,7 +149,7 @@ struct MaximizeResult {
   std::vector<torch::Tensor> snapshots;  ///< (B, 3, H, W) after steps snapshot_steps
   std::vector<int64_t> snapshot_steps;
   bool stopped_early = false;
-  bool interrupted = false;
+  bool interrupted = false;  ///< Ctrl-C stopped the loop (set by the Python bindings)
 };
 
 /// The channels of a layer ranked per image.
@@ -198,7 +198,7 @@ struct DeepDreamResult {
   torch::Tensor image;   ///< (N, C, H, W), normalized like x
   torch::Tensor losses;  ///< (steps,) float64: sum over layers of mean(activation^2)
   bool stopped_early = false;
-  bool interrupted = false;
+  bool interrupted = false;  ///< Ctrl-C stopped the loop (set by the Python bindings)
 };
 
 namespace detail {
@@ -422,7 +422,7 @@ inline MaximizeResult maximize(const AnyModel& model, const Objective& objective
 /// over positions (`reduction` "mean") or maximum ("max"), ranked per image; with a
 /// reference (mean reduction only), ranked by the activation relative to each filter's
 /// typical response. Feed `channels[i]` to Objective::channels to see what they respond to.
-inline TopFilters top_filters(const AnyModel& model, const torch::Tensor& x, const std::string& layer, int64_t k = 10,
+inline TopFilters top_filters(const AnyModel& model, const torch::Tensor& x, const Layer& layer, int64_t k = 10,
                               const std::string& reduction = "mean", const TopFiltersReference& reference = {}) {
   check_image_batch(x);
   detail::check_layers(model, {layer});
@@ -479,7 +479,7 @@ inline TopFilters top_filters(const AnyModel& model, const torch::Tensor& x, con
 /// sum over `layers` of mean(activation^2), over `octaves` scales (smallest first, the
 /// detail found at one scale carried to the next), with jitter and the gradient
 /// normalized per image. Returns the dreamed image (N, C, H, W), normalized like x.
-inline DeepDreamResult deep_dream(const AnyModel& model, const torch::Tensor& x, const std::vector<std::string>& layers,
+inline DeepDreamResult deep_dream(const AnyModel& model, const torch::Tensor& x, const Layers& layers,
                                   const DeepDreamOptions& options = {}) {
   const auto& o = options;
   check_image_batch(x);
@@ -569,12 +569,6 @@ inline DeepDreamResult deep_dream(const AnyModel& model, const torch::Tensor& x,
   }
   result.losses = log.tensor();
   return result;
-}
-
-/// deep_dream() on one layer.
-inline DeepDreamResult deep_dream(const AnyModel& model, const torch::Tensor& x, const std::string& layer,
-                                  const DeepDreamOptions& options = {}) {
-  return deep_dream(model, x, std::vector<std::string>{layer}, options);
 }
 
 }  // namespace cnnviz

@@ -8,8 +8,11 @@
 //   torch::Tensor forward(const torch::Tensor& x);                  // logits (N, K)
 //   CaptureResult capture(const torch::Tensor& x, const CaptureRequest& request);
 //   std::vector<LayerInfo> layers() const;                          // named_modules order
+// and optionally (a type without them has no parameters to freeze or show)
 //   std::vector<torch::Tensor> parameters() const;
 //   torch::Tensor parameter(const std::string& layer, const std::string& name) const;
+// A class with some but not all of the required members fails to convert to AnyModel
+// with a static_assert naming the missing one.
 
 #include <torch/torch.h>
 
@@ -23,6 +26,7 @@
 #include <vector>
 
 #include "cnnviz/detail/names.hpp"
+#include "cnnviz/layers.hpp"
 
 namespace cnnviz {
 
@@ -86,6 +90,42 @@ class ModelBase {
 };
 
 namespace detail {
+template <class M, class = void>
+struct has_forward : std::false_type {};
+template <class M>
+struct has_forward<M, std::void_t<decltype(std::declval<M&>().forward(std::declval<torch::Tensor>()))>>
+    : std::true_type {};
+template <class M, class = void>
+struct has_capture : std::false_type {};
+template <class M>
+struct has_capture<M, std::void_t<decltype(std::declval<M&>().capture(std::declval<torch::Tensor>(),
+                                                                      std::declval<CaptureRequest>()))>>
+    : std::true_type {};
+template <class M, class = void>
+struct has_layers : std::false_type {};
+template <class M>
+struct has_layers<M, std::void_t<decltype(std::declval<const M&>().layers())>> : std::true_type {};
+template <class M, class = void>
+struct has_parameters : std::false_type {};
+template <class M>
+struct has_parameters<M, std::void_t<decltype(std::declval<const M&>().parameters())>> : std::true_type {};
+template <class M, class = void>
+struct has_parameter : std::false_type {};
+template <class M>
+struct has_parameter<M, std::void_t<decltype(std::declval<const M&>().parameter(std::string(), std::string()))>>
+    : std::true_type {};
+
+/// The documented Model concept: forward, capture and layers (parameters and parameter
+/// are optional).
+template <class M>
+struct is_model : std::bool_constant<has_forward<M>::value && has_capture<M>::value && has_layers<M>::value> {};
+
+/// A class that means to be a Model (it has at least one of the required members); the
+/// AnyModel constructor then names what is missing instead of failing overload resolution.
+template <class M>
+struct looks_like_model
+    : std::bool_constant<std::is_class_v<M> && (has_forward<M>::value || has_capture<M>::value || has_layers<M>::value)> {};
+
 template <class M>
 class ModelAdapter final : public ModelBase {
  public:
@@ -95,22 +135,28 @@ class ModelAdapter final : public ModelBase {
     return model_.capture(x, r);
   }
   std::vector<LayerInfo> layers() const override { return model_.layers(); }
-  std::vector<torch::Tensor> parameters() const override { return model_.parameters(); }
+  /// Optional: without it nothing is frozen while an algorithm runs.
+  std::vector<torch::Tensor> parameters() const override {
+    if constexpr (has_parameters<M>::value) {
+      return model_.parameters();
+    } else {
+      return {};
+    }
+  }
+  /// Optional: without it every layer has no parameters (filter_weights refuses).
   torch::Tensor parameter(const std::string& layer, const std::string& name) const override {
-    return model_.parameter(layer, name);
+    if constexpr (has_parameter<M>::value) {
+      return model_.parameter(layer, name);
+    } else {
+      (void)layer;
+      (void)name;
+      return {};
+    }
   }
 
  private:
   mutable M model_;
 };
-
-template <class M, class = void>
-struct is_model : std::false_type {};
-template <class M>
-struct is_model<M, std::void_t<decltype(std::declval<M&>().forward(std::declval<torch::Tensor>())),
-                               decltype(std::declval<M&>().capture(std::declval<torch::Tensor>(),
-                                                                   std::declval<CaptureRequest>())),
-                               decltype(std::declval<const M&>().layers())>> : std::true_type {};
 }  // namespace detail
 
 /// A model of any adapter type, shared by reference (copies share the same network).
@@ -124,9 +170,9 @@ class AnyModel {
   AnyModel(M model)  // NOLINT: implicit by design
       : impl_(std::make_shared<std::decay_t<M>>(std::move(model))) {}
   template <class M, class = std::enable_if_t<!std::is_base_of_v<ModelBase, std::decay_t<M>> &&
-                                              detail::is_model<std::decay_t<M>>::value>>
+                                              detail::looks_like_model<std::decay_t<M>>::value>>
   AnyModel(M model)  // NOLINT: implicit by design
-      : impl_(std::make_shared<detail::ModelAdapter<std::decay_t<M>>>(std::move(model))) {}
+      : impl_(make_adapter(std::move(model))) {}
 
   bool defined() const { return static_cast<bool>(impl_); }
   ModelBase& impl() const {
@@ -149,6 +195,20 @@ class AnyModel {
   }
 
  private:
+  template <class M>
+  static std::shared_ptr<ModelBase> make_adapter(M model) {
+    static_assert(detail::has_forward<M>::value,
+                  "cnnviz: a Model needs `torch::Tensor forward(const torch::Tensor& x)`");
+    static_assert(detail::has_capture<M>::value,
+                  "cnnviz: a Model needs `CaptureResult capture(const torch::Tensor& x, const CaptureRequest& r)`");
+    static_assert(detail::has_layers<M>::value, "cnnviz: a Model needs `std::vector<LayerInfo> layers() const`");
+    if constexpr (detail::is_model<M>::value) {
+      return std::make_shared<detail::ModelAdapter<M>>(std::move(model));
+    } else {
+      return {};
+    }
+  }
+
   std::shared_ptr<ModelBase> impl_;
 };
 

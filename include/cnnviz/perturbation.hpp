@@ -31,6 +31,7 @@ struct OcclusionResult {
   torch::Tensor target;  ///< (N,) int64
   torch::Tensor logits;  ///< (N, K) for x
   bool stopped_early = false;
+  bool interrupted = false;    ///< Ctrl-C stopped the loop (set by the Python bindings)
 };
 
 namespace detail {

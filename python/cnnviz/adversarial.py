@@ -13,7 +13,7 @@ from typing import Dict, Sequence, Union
 import torch
 
 from . import _C
-from ._progress import Progress, ProgressArg, warn_if_interrupted
+from ._progress import ProgressArg, run_native
 from .attribution import TargetLike, _options
 
 __all__ = ["AdversarialResult", "fgsm", "pgd", "layer_divergence"]
@@ -47,10 +47,7 @@ def pgd(model, x: torch.Tensor, target: TargetLike = None, *, eps: float = _PGD.
     point of the ball when ``random_start``. Returns an ``AdversarialResult`` like ``fgsm``."""
     o = _options(_C.PgdOptions, eps=eps, step=step, steps=steps, random_start=random_start, targeted=targeted,
                  mean=list(mean), std=list(std))
-    with Progress(progress, steps, "pgd") as p:
-        r = _C.pgd(model, x, target, o, p.callback())
-    warn_if_interrupted(r, "pgd")
-    return r
+    return run_native(_C.pgd, progress, steps, "pgd", model, x, target, o)
 
 
 def layer_divergence(model, clean: torch.Tensor, adversarial: torch.Tensor,

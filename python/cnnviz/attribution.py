@@ -16,7 +16,7 @@ from typing import List, Optional, Sequence, Union
 import torch
 
 from . import _C
-from ._progress import Progress, ProgressArg, warn_if_interrupted
+from ._progress import ProgressArg, run_native
 
 __all__ = [
     "TargetLike", "Attribution", "IntegratedGradientsResult", "CamResult", "CamMap", "OcclusionResult",
@@ -75,10 +75,8 @@ def smooth_grad(model, x: torch.Tensor, target: TargetLike = None, *, samples: i
     ride in front of the first batch of ``batch_size`` noisy copies when N < batch_size."""
     o = _options(_C.SmoothGradOptions, samples=samples, noise_level=noise_level, batch_size=batch_size,
                  reduction=reduction)
-    with Progress(progress, x.shape[0] * samples if x.dim() == 4 else 0, "smooth_grad") as p:
-        r = _C.smooth_grad(model, x, target, o, p.callback())
-    warn_if_interrupted(r, "smooth_grad")
-    return r
+    total = x.shape[0] * samples if x.dim() == 4 else 0
+    return run_native(_C.smooth_grad, progress, total, "smooth_grad", model, x, target, o)
 
 
 def guided_backprop(model, x: torch.Tensor, target: TargetLike = None, *,
@@ -104,10 +102,8 @@ def _cam(method: str, model, x, layer, target, targets, relu, batch_size, progre
         raise ValueError("cnnviz: pass either target or targets, not both")
     ts = [target] if targets is None else list(targets)
     o = _options(_C.CamOptions, relu=relu, batch_size=batch_size)
-    with Progress(progress if method == "score_cam" else False, None, method) as p:
-        r = _C.cam(model, x, layers, ts, method, o, p.callback())
-    warn_if_interrupted(r, method)
-    return r
+    return run_native(_C.cam, progress if method == "score_cam" else False, None, method,
+                      model, x, layers, ts, method, o)
 
 
 _CAM_DOC = """
@@ -180,10 +176,8 @@ def integrated_gradients(model, x: torch.Tensor, target: TargetLike = None, *,
     o = _options(_C.IntegratedGradientsOptions, steps=steps, method=method, baseline=baseline,
                  custom_baseline=custom, blur_sigma=blur_sigma, batch_size=batch_size, mean=list(mean),
                  std=list(std), reduction=reduction)
-    with Progress(progress, x.shape[0] * steps if x.dim() == 4 else 0, "integrated_gradients") as p:
-        r = _C.integrated_gradients(model, x, target, o, p.callback())
-    warn_if_interrupted(r, "integrated_gradients")
-    return r
+    total = x.shape[0] * steps if x.dim() == 4 else 0
+    return run_native(_C.integrated_gradients, progress, total, "integrated_gradients", model, x, target, o)
 
 
 def occlusion(model, x: torch.Tensor, target: TargetLike = None, *,
@@ -200,10 +194,7 @@ def occlusion(model, x: torch.Tensor, target: TargetLike = None, *,
     """
     o = _options(_C.OcclusionOptions, window=_pair(window), stride=_pair(stride), baseline=baseline,
                  score=score, batch_size=batch_size)
-    with Progress(progress, None, "occlusion") as p:
-        r = _C.occlusion(model, x, target, o, p.callback())
-    warn_if_interrupted(r, "occlusion")
-    return r
+    return run_native(_C.occlusion, progress, None, "occlusion", model, x, target, o)
 
 
 def lime(model, x: torch.Tensor, target: TargetLike = None, *, segmentation: str = _LIME.segmentation,
@@ -228,10 +219,8 @@ def lime(model, x: torch.Tensor, target: TargetLike = None, *, segmentation: str
                  slic_iterations=slic_iterations, custom_segments=custom_segments, samples=samples,
                  keep_probability=keep_probability, kernel_width=kernel_width, ridge=ridge, baseline=baseline,
                  score=score, mean=list(mean), std=list(std), batch_size=batch_size)
-    with Progress(progress, x.shape[0] * samples if x.dim() == 4 else 0, "lime") as p:
-        r = _C.lime(model, x, target, o, p.callback())
-    warn_if_interrupted(r, "lime")
-    return r
+    total = x.shape[0] * samples if x.dim() == 4 else 0
+    return run_native(_C.lime, progress, total, "lime", model, x, target, o)
 
 
 def slic(image: torch.Tensor, segments: int = _LIME.segments, compactness: float = _LIME.compactness,

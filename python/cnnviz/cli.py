@@ -23,16 +23,16 @@ import cnnviz
 
 METHODS = ("saliency", "smooth_grad", "guided_backprop", "grad_cam", "grad_cam_pp", "layer_cam",
            "score_cam", "integrated_gradients", "occlusion", "lime")
-# Input side, label set and Grad-CAM layer of each sample model.
-ZOO = {"mobilenet_v2": (224, "imagenet", "features"), "resnet20": (32, "cifar10", "layer3"),
-       "resnet56": (32, "cifar10", "layer3"), "resnet20_traced": (32, "cifar10", "layer3")}
+# The Grad-CAM layer of each sample model (input size and labels come from its ModelInfo).
+ZOO = {"mobilenet_v2": "features", "resnet20": "layer3", "resnet56": "layer3", "resnet20_traced": "layer3"}
 
 
 def _model(args) -> Tuple[torch.nn.Module, int, Optional[str], Optional[str]]:
     """(model, input side, label set, default CAM layer) for --model."""
     if args.model in ZOO:
-        size, labels, layer = ZOO[args.model]
-        return cnnviz.zoo.pretrained(args.model), args.size or size, args.labels or labels, layer
+        model = cnnviz.zoo.pretrained(args.model)
+        spec = cnnviz.zoo.info(model)
+        return model, args.size or spec.input_size[1], args.labels or spec.labels, ZOO[args.model]
     if args.model.endswith(".pt") or args.model.endswith(".pth"):
         model = torch.jit.load(args.model, map_location="cpu").eval()
         return model, args.size or 224, args.labels, None

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from typing import TYPE_CHECKING, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -181,21 +181,32 @@ def _size_pair(size, name: str) -> Optional[Tuple[int, int]]:
 def _image_input(image: ImageLike, fn: str = "preprocess") -> torch.Tensor:
     """Image for the native side; float images keep their precision."""
     t = _to_tensor(image)
-    if t.dim() == 4 or (t.dim() == 3 and t.shape[0] in (1, 3) and t.shape[-1] not in (1, 3, 4)):
+    if t.dim() == 4:
         raise ValueError(
             f"cnnviz: expected an image (H, W, 3), got a tensor of shape {tuple(t.shape)}; "
             "this looks like a model input (N, C, H, W): use deprocess() to get an image back"
         )
+    if t.dim() == 3 and t.shape[0] in (1, 3) and t.shape[-1] not in (1, 3, 4):
+        normalized = t.is_floating_point() and t.numel() > 0 and bool(t.min() < 0 or t.max() > 1)
+        advice = ("its values leave [0, 1], so it looks normalized: use deprocess() to get an image back"
+                  if normalized else
+                  "it looks channels-first (C, H, W), as ToTensor() makes: pass image.permute(1, 2, 0)")
+        raise ValueError(f"cnnviz: expected an image (H, W, 3), got a tensor of shape {tuple(t.shape)}; {advice}")
     return _float_pixels(t, fn)
+
+
+_UNSET: Any = object()
 
 
 def preprocess(
     image: ImageLike,
-    size: Union[int, Tuple[int, int], None] = _D["size"],
+    size: Union[int, Tuple[int, int], None] = _UNSET,
     resize: Optional[int] = None,
-    mean: Sequence[float] = IMAGENET_MEAN,
-    std: Sequence[float] = IMAGENET_STD,
+    mean: Sequence[float] = _UNSET,
+    std: Sequence[float] = _UNSET,
     antialias: bool = _D["antialias"],
+    *,
+    model=None,
 ) -> torch.Tensor:
     """An image as a normalized model input ``(1, 3, H, W)`` float32.
 
@@ -204,14 +215,42 @@ def preprocess(
     first resized to ``resize`` (aspect kept) and the center ``size`` is cropped: the ImageNet
     evaluation protocol is ``preprocess(img, size=224, resize=256)``. ``size=None`` keeps the
     size. Resizing is bilinear and antialiased when shrinking, as torchvision's
-    ``Resize(antialias=True)``. Values are scaled to ``[0, 1]``, then ``(x - mean) / std``; use
-    ``CIFAR10_MEAN``/``CIFAR10_STD`` for the sample CIFAR-10 ResNets.
+    ``Resize(antialias=True)``. Values are scaled to ``[0, 1]``, then ``(x - mean) / std``.
+
+    ``model``: a network whose :class:`cnnviz.zoo.ModelInfo` is known (the sample models, or
+    one given to :func:`cnnviz.zoo.describe`) supplies the defaults of ``size``, ``resize``,
+    ``mean`` and ``std``; arguments passed explicitly win. Without it the defaults are 224 and
+    the ImageNet statistics, and an image at most half that size (a 32x32 CIFAR image) is
+    upscaled with a RuntimeWarning.
     """
+    from .zoo import info
+
+    spec = info(model) if model is not None else None
+    if model is not None and spec is None:
+        warnings.warn("cnnviz: preprocess: nothing is known about this model's input; using 224 and "
+                      "ImageNet statistics (record them once with cnnviz.zoo.describe)", RuntimeWarning,
+                      stacklevel=2)
+    size_given = size is not _UNSET
+    if not size_given:
+        size = spec.input_size[1:] if spec is not None and spec.input_size else _D["size"]
+        if resize is None and spec is not None:
+            resize = spec.resize
+    if mean is _UNSET:
+        mean = spec.mean if spec is not None else IMAGENET_MEAN
+    if std is _UNSET:
+        std = spec.std if spec is not None else IMAGENET_STD
     pair = _size_pair(size, "size")
     r = 0 if resize is None else int(resize)
     if resize is not None and r <= 0:
         raise ValueError(f"cnnviz: resize must be a positive int, got {resize}")
-    return _C.preprocess(_image_input(image), list(pair) if pair else None, r, list(mean), list(std), antialias)
+    t = _image_input(image)
+    if not size_given and spec is None and pair and t.dim() >= 2:
+        h, w = int(t.shape[0]), int(t.shape[1])
+        if 2 * max(h, w) <= min(pair):
+            warnings.warn(f"cnnviz: preprocess upscales a {h}x{w} image to {pair[0]}x{pair[1]} (the default "
+                          "size); pass model= (or size=) if the network expects another input size",
+                          RuntimeWarning, stacklevel=2)
+    return _C.preprocess(t, list(pair) if pair else None, r, list(mean), list(std), antialias)
 
 
 def deprocess(

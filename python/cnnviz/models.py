@@ -14,7 +14,7 @@ from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 import torch
 
 from . import _C
-from .zoo import labels_for
+from .zoo import info, labels_for
 
 __all__ = ["layer_names", "summary", "capture", "feature_maps", "filter_weights", "predict",
            "LayerRow", "Summary", "FilterWeights", "Prediction"]
@@ -51,10 +51,34 @@ class LayerRow(NamedTuple):
 
 
 class Summary(list):
-    """A list of :class:`LayerRow` that prints as a table (also in Jupyter)."""
+    """A list of :class:`LayerRow` that prints as a table (also in Jupyter).
+
+    ``total_parameters`` is the model's parameter count. A slice or a filtered copy
+    (``summary.where(lambda r: r.type == "Conv2d")``) keeps it, and prints the sum of its
+    own rows as "parameters in these rows" next to the model's total, never as the total."""
+
+    def __init__(self, rows=(), total_parameters: Optional[int] = None) -> None:
+        super().__init__(rows)
+        self.total_parameters = sum(r.num_parameters for r in self) if total_parameters is None \
+            else int(total_parameters)
+
+    def __getitem__(self, index):
+        item = super().__getitem__(index)
+        return Summary(item, self.total_parameters) if isinstance(index, slice) else item
+
+    def where(self, predicate) -> "Summary":
+        """The rows for which ``predicate(row)`` is true, as a Summary of the same model."""
+        return Summary((r for r in self if predicate(r)), self.total_parameters)
+
+    def _totals_line(self) -> str:
+        shown = sum(r.num_parameters for r in self)
+        if shown == self.total_parameters:
+            return f"total parameters: {self.total_parameters}"
+        return f"parameters in these rows: {shown} (model total: {self.total_parameters})"
 
     def __str__(self) -> str:
-        return _C.format_summary([tuple(r) for r in self])
+        table = _C.format_summary([tuple(r) for r in self]).rstrip("\n").rsplit("\n", 1)[0]
+        return f"{table}\n{self._totals_line()}\n"
 
     __repr__ = __str__
 
@@ -64,15 +88,35 @@ class Summary(list):
             f"<tr><td><code>{r.name}</code></td><td>{r.type}</td>"
             f"<td>{tuple(r.output_shape) if r.output_shape else '(not run)'}</td>"
             f"<td style='text-align:right'>{r.num_parameters:,}</td></tr>" for r in self)
-        total = sum(r.num_parameters for r in self)
-        return f"<table>{head}{body}</table><p>total parameters: {total:,}</p>"
+        return f"<table>{head}{body}</table><p>{self._totals_line()}</p>"
 
 
-def summary(model: Model, input_size: Sequence[int] = (1, 3, 224, 224)) -> Summary:
+def summary(model: Model, input_size: Optional[Sequence[int]] = None, depth: Optional[int] = None) -> Summary:
     """Every module with its type, output shape for an input of ``input_size``
-    ((C, H, W) or (N, C, H, W)) and parameter count, from one forward pass."""
-    rows = _C.summary(model, [int(s) for s in input_size])
-    return Summary(LayerRow(n, t, tuple(s), p, leaf) for n, t, s, p, leaf in rows)
+    ((C, H, W) or (N, C, H, W)) and parameter count, from one forward pass.
+
+    ``input_size`` defaults to the model's (see :func:`cnnviz.zoo.info`), else (3, 224, 224).
+    ``depth`` keeps the modules at most that many levels deep (1: the top-level children,
+    "features.3" is level 2); a module at the cut counts the parameters of everything below
+    it, so the rows still add up to the model's total."""
+    if input_size is None:
+        spec = info(model)
+        input_size = spec.input_size if spec is not None and spec.input_size else (1, 3, 224, 224)
+    if depth is not None and (not isinstance(depth, int) or depth < 1):
+        raise ValueError(f"cnnviz: depth must be a positive int or None, got {depth!r}")
+    rows = [LayerRow(n, t, tuple(s), p, leaf) for n, t, s, p, leaf in _C.summary(model, [int(s) for s in input_size])]
+    total = sum(r.num_parameters for r in rows)
+    if depth is None:
+        return Summary(rows, total)
+    kept = []
+    for r in rows:
+        level = r.name.count(".") + 1
+        if level < depth:
+            kept.append(r)
+        elif level == depth:
+            below = sum(c.num_parameters for c in rows if c.name.startswith(r.name + "."))
+            kept.append(r._replace(num_parameters=r.num_parameters + below))
+    return Summary(kept, total)
 
 
 def capture(model: Model, x: torch.Tensor, layers: Union[str, Sequence[str]]) -> Dict[str, torch.Tensor]:
@@ -109,11 +153,15 @@ class Prediction(NamedTuple):
 
 
 def predict(model: Model, x: torch.Tensor, k: int = 5,
-            labels: Union[str, Sequence[str], None] = "imagenet") -> Union[List[Prediction], List[List[Prediction]]]:
-    """Top-``k`` classes by softmax probability. ``labels``: ``"imagenet"``, ``"cifar10"``,
-    a list of names, or None. For a single image (1, C, H, W) returns one list, for a batch
-    a list per image."""
+            labels: Union[str, Sequence[str], None] = "auto") -> Union[List[Prediction], List[List[Prediction]]]:
+    """Top-``k`` classes by softmax probability. ``labels``: ``"auto"`` (the model's own
+    class names when known, see :func:`cnnviz.zoo.info`, else ImageNet's), ``"imagenet"``,
+    ``"cifar10"``, a list of names, or None (names are the indices). For a single image
+    (1, C, H, W) returns one list, for a batch a list per image."""
     x = _check_batch(x)
+    if isinstance(labels, str) and labels == "auto":
+        spec = info(model)
+        labels = spec.labels if spec is not None and spec.labels is not None else "imagenet"
     rows = _C.predict(model, x, int(k), labels_for(labels))
     out = [[Prediction(*p) for p in row] for row in rows]
     return out[0] if x.dim() == 4 and x.shape[0] == 1 else out

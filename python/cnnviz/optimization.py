@@ -23,14 +23,12 @@ The defaults shown in the signatures come from the C++ Options structs (``cnnviz
 """
 from __future__ import annotations
 
-import signal
-import threading
 from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 
 from . import _C
-from ._progress import Progress, ProgressArg, warn_if_interrupted
+from ._progress import ProgressArg, run_native
 
 __all__ = [
     "InversionResult", "MaximizeResult", "DeepDreamResult", "TopFilters", "invert", "invert_layers",
@@ -68,65 +66,32 @@ def _options(cls, **values):
     return options
 
 
-class _SigintStops:
-    """Turns Ctrl-C into "stop after this step" while a native loop runs.
-
-    With Python's default handler a KeyboardInterrupt would be raised inside the model's
-    Python forward and unwind the loop, losing the partial result; this handler only
-    records the signal, and the loop's progress callback then stops it. Only installed
-    in the main thread over the default handler (other handlers are left alone)."""
-
-    def __init__(self) -> None:
-        self.hit = False
-        self._previous = None
-
-    def __enter__(self) -> "_SigintStops":
-        if (threading.current_thread() is threading.main_thread()
-                and signal.getsignal(signal.SIGINT) is signal.default_int_handler):
-            self._previous = signal.signal(signal.SIGINT, self._handler)
-        return self
-
-    def _handler(self, signum, frame) -> None:
-        self.hit = True
-
-    def __exit__(self, *exc) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
-
-    def wrap(self, callback):
-        if self._previous is None:
-            return callback
-
-        def step(i: int, total: int, loss: float) -> bool:
-            if self.hit:
-                return False
-            return True if callback is None else callback(i, total, loss)
-
-        return step
-
-
-def _run(fn, progress: ProgressArg, total: int, what: str, *args):
-    """Runs a native loop `fn(*args, callback)` with a progress bar / callback and Ctrl-C
-    handling; marks results `interrupted` and warns."""
-    with Progress(progress, total, what) as bar, _SigintStops() as sigint:
-        result = fn(*args, sigint.wrap(bar.callback()))
-    results = result if isinstance(result, list) else [result]
-    for r in results:
-        r.interrupted = r.interrupted or sigint.hit
-    if results:
-        warn_if_interrupted(results[0], what)
-    return result
-
-
 def _init_args(init: Union[str, torch.Tensor]) -> Dict[str, object]:
     if isinstance(init, torch.Tensor):
         return {"init": _INV.init, "init_image": init}
     return {"init": init, "init_image": None}
 
 
+_SETTINGS = ("default", "notebook")
+
+
+def _settings(settings: str, optimizer: str, learning_rate: float, momentum: float):
+    """``settings="notebook"``: the notebook's optimizer, learning rate and momentum
+    (from ``InversionOptions::notebook()``) wherever the argument was left at its default."""
+    if settings not in _SETTINGS:
+        raise ValueError(f"cnnviz: settings must be one of {', '.join(map(repr, _SETTINGS))}, got {settings!r}")
+    if settings == "notebook":
+        nb = _C.InversionOptions.notebook()
+        optimizer = nb.optimizer if optimizer == _INV.optimizer else optimizer
+        learning_rate = nb.learning_rate if learning_rate == _INV.learning_rate else learning_rate
+        momentum = nb.momentum if momentum == _INV.momentum else momentum
+    return optimizer, learning_rate, momentum
+
+
 def _inversion_options(iterations, optimizer, learning_rate, momentum, lr_decay, lr_decay_every, alpha, lambda_alpha,
                        tv_beta, lambda_tv, init, init_blur_sigma, seed, jitter, clamp_pixels, mean, std,
-                       snapshot_every, batch_layers=_INV.batch_layers, on_snapshot=None):
+                       snapshot_every, batch_layers=_INV.batch_layers, on_snapshot=None, settings="default"):
+    optimizer, learning_rate, momentum = _settings(settings, optimizer, learning_rate, momentum)
     return _options(_C.InversionOptions, iterations=iterations, optimizer=optimizer, learning_rate=learning_rate,
                     momentum=momentum, lr_decay=lr_decay, lr_decay_every=lr_decay_every, alpha=alpha,
                     lambda_alpha=lambda_alpha, tv_beta=tv_beta, lambda_tv=lambda_tv, init_blur_sigma=init_blur_sigma,
@@ -142,7 +107,7 @@ def invert(model, x: torch.Tensor, layer: str, *, iterations: int = _INV.iterati
            init: Union[str, torch.Tensor] = _INV.init, init_blur_sigma: float = _INV.init_blur_sigma,
            seed: int = _INV.seed, jitter: int = _INV.jitter, clamp_pixels: bool = _INV.clamp_pixels,
            mean: Sequence[float] = tuple(_INV.mean), std: Sequence[float] = tuple(_INV.std),
-           snapshot_every: int = _INV.snapshot_every, on_snapshot: SnapshotArg = None,
+           snapshot_every: int = _INV.snapshot_every, on_snapshot: SnapshotArg = None, settings: str = "default",
            progress: ProgressArg = False) -> InversionResult:
     """Feature inversion (Mahendran & Vedaldi 2015): the image whose activations at
     ``layer`` match those of ``x`` (N, C, H, W), minimizing
@@ -150,9 +115,11 @@ def invert(model, x: torch.Tensor, layer: str, *, iterations: int = _INV.iterati
         euclidean_loss(phi(x), phi(z)) + lambda_alpha * alpha_norm(z, alpha)
                                        + lambda_tv * total_variation(z, tv_beta).
 
-    The defaults are the notebook's ``feature_inversion``: SGD with momentum 0.9 and
-    learning rate 1e3 from standard normal noise, alpha 6 / 1e-7, beta 2 / 1e-8.
-    ``optimizer="adam"`` wants a learning rate of about 0.05-0.1. ``lr_decay_every`` > 0
+    The priors are the notebook's ``feature_inversion`` (alpha 6 / 1e-7, beta 2 / 1e-8, from
+    standard normal noise); the optimizer is Adam at learning rate 0.1, which converges on
+    every sample model. ``settings="notebook"`` takes the notebook's SGD with momentum 0.9
+    at learning rate 1e3 instead (it saturates the image on ResNet-20 and MobileNetV2; an
+    optimizer argument given explicitly still wins). ``lr_decay_every`` > 0
     multiplies the learning rate by ``lr_decay`` every that many steps. ``init`` is
     "noise" (seeded), "zeros", "blurred" (x blurred by ``init_blur_sigma`` pixels) or a
     start tensor of x's shape. ``jitter`` rolls the image by up to that many pixels before
@@ -162,12 +129,13 @@ def invert(model, x: torch.Tensor, layer: str, *, iterations: int = _INV.iterati
 
     Returns an ``InversionResult``: ``image`` (N, C, H, W), ``losses`` (steps,) float64
     (the loss before each update), ``snapshots`` and ``snapshot_steps``, ``final_loss``
-    (of ``image``), ``stopped_early``, ``interrupted``, ``layer``.
+    (of ``image``) = ``feature_loss`` (the matching term) + ``prior_loss`` (the priors),
+    ``stopped_early``, ``interrupted``, ``layer``.
     """
     o = _inversion_options(iterations, optimizer, learning_rate, momentum, lr_decay, lr_decay_every, alpha,
                            lambda_alpha, tv_beta, lambda_tv, init, init_blur_sigma, seed, jitter, clamp_pixels, mean,
-                           std, snapshot_every, on_snapshot=on_snapshot)
-    return _run(_C.invert, progress, iterations, "invert", model, x, layer, o)
+                           std, snapshot_every, on_snapshot=on_snapshot, settings=settings)
+    return run_native(_C.invert, progress, iterations, "invert", model, x, layer, o)
 
 
 def invert_layers(model, x: torch.Tensor, layers: Sequence[str], *, batch_layers: bool = _INV.batch_layers,
@@ -179,7 +147,8 @@ def invert_layers(model, x: torch.Tensor, layers: Sequence[str], *, batch_layers
                   init_blur_sigma: float = _INV.init_blur_sigma, seed: int = _INV.seed, jitter: int = _INV.jitter,
                   clamp_pixels: bool = _INV.clamp_pixels, mean: Sequence[float] = tuple(_INV.mean),
                   std: Sequence[float] = tuple(_INV.std), snapshot_every: int = _INV.snapshot_every,
-                  on_snapshot: SnapshotArg = None, progress: ProgressArg = False) -> Dict[str, InversionResult]:
+                  on_snapshot: SnapshotArg = None, settings: str = "default",
+                  progress: ProgressArg = False) -> Dict[str, InversionResult]:
     """:func:`invert` for several layers (the notebook's layer comparison, challenge 3):
     ``{layer: InversionResult}`` in the order given. The targets of all layers come from
     one forward pass and every layer starts from the same image. ``batch_layers=True``
@@ -194,9 +163,9 @@ def invert_layers(model, x: torch.Tensor, layers: Sequence[str], *, batch_layers
     layers = list(layers)
     o = _inversion_options(iterations, optimizer, learning_rate, momentum, lr_decay, lr_decay_every, alpha,
                            lambda_alpha, tv_beta, lambda_tv, init, init_blur_sigma, seed, jitter, clamp_pixels, mean,
-                           std, snapshot_every, batch_layers, on_snapshot)
+                           std, snapshot_every, batch_layers, on_snapshot, settings)
     total = iterations if batch_layers else iterations * len(layers)
-    results = _run(_C.invert_layers, progress, total, "invert_layers", model, x, layers, o)
+    results = run_native(_C.invert_layers, progress, total, "invert_layers", model, x, layers, o)
     return {r.layer: r for r in results}
 
 
@@ -297,7 +266,7 @@ def maximize(model, layer: Optional[str] = None, channel: Union[None, int, Seque
                  rotate=rotate, lambda_alpha=lambda_alpha, alpha=alpha, lambda_tv=lambda_tv, tv_beta=tv_beta,
                  lambda_blur=lambda_blur, blur_sigma=blur_sigma, mean=list(mean), std=list(std),
                  snapshot_every=snapshot_every, on_snapshot=_snapshot_callback(on_snapshot, snapshot_every))
-    return _run(_C.maximize, progress, iterations, "maximize", model, kind, layer, indices, y, x, direction, o)
+    return run_native(_C.maximize, progress, iterations, "maximize", model, kind, layer, indices, y, x, direction, o)
 
 
 def top_filters(model, x: torch.Tensor, layer: str, k: int = 10, reduction: str = "mean", *,
@@ -341,4 +310,4 @@ def deep_dream(model, x: torch.Tensor, layer: Union[str, Sequence[str]], *, iter
                  learning_rate=learning_rate, jitter=jitter, grad_blur_sigma=grad_blur_sigma,
                  clamp_pixels=clamp_pixels, mean=list(mean), std=list(std), seed=seed,
                  snapshot_every=snapshot_every, on_snapshot=_snapshot_callback(on_snapshot, snapshot_every))
-    return _run(_C.deep_dream, progress, iterations * octaves, "deep_dream", model, x, layers, o)
+    return run_native(_C.deep_dream, progress, iterations * octaves, "deep_dream", model, x, layers, o)

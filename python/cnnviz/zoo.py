@@ -7,13 +7,80 @@ the CIFAR-10 ResNet-20/56 architecture (He et al. 2016, option-A shortcuts) that
 from __future__ import annotations
 
 import os
-from typing import List
+import weakref
+from dataclasses import dataclass
+from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ["cifar_resnet", "pretrained", "imagenet_labels", "cifar10_labels", "labels_for"]
+__all__ = ["cifar_resnet", "pretrained", "imagenet_labels", "cifar10_labels", "labels_for", "ModelInfo",
+           "describe", "info"]
+
+_IMAGENET_MEAN = (0.485, 0.456, 0.406)
+_IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a network was built for, so that ``preprocess``, ``predict`` and the command
+    line need no per-model arguments.
+
+    ``labels``: ``"imagenet"``, ``"cifar10"`` or a tuple of class names (None: unknown).
+    ``input_size``: (C, H, W) the network was trained at. ``mean``/``std``: the per-channel
+    input normalization ``x = (pixel - mean) / std``. ``resize``: the shorter side an image
+    is resized to before the center crop of ``input_size`` (None: resize to it directly)."""
+
+    labels: Union[str, Tuple[str, ...], None] = None
+    input_size: Optional[Tuple[int, int, int]] = None
+    mean: Tuple[float, ...] = _IMAGENET_MEAN
+    std: Tuple[float, ...] = _IMAGENET_STD
+    resize: Optional[int] = None
+
+    def label_names(self) -> List[str]:
+        """The class names as a list (empty when unknown)."""
+        return labels_for(self.labels)
+
+
+# Keyed by the module object (weakly: the entry goes with the model).
+_INFO: "weakref.WeakKeyDictionary[object, ModelInfo]" = weakref.WeakKeyDictionary()
+
+
+def describe(model, *, labels: Union[str, Sequence[str], None] = None,
+             input_size: Optional[Sequence[int]] = None, mean: Sequence[float] = _IMAGENET_MEAN,
+             std: Sequence[float] = _IMAGENET_STD, resize: Optional[int] = None):
+    """Records what ``model`` was built for (see :class:`ModelInfo`), once, so that
+    ``preprocess(image, model=model)`` and ``predict(model, x)`` follow it. Returns the model.
+    ``input_size`` is (C, H, W) or (H, W) (3 channels)."""
+    size = None
+    if input_size is not None:
+        size = tuple(int(s) for s in input_size)
+        if len(size) == 2:
+            size = (3,) + size
+        if len(size) != 3 or min(size) <= 0:
+            raise ValueError(f"cnnviz: input_size must be (C, H, W) or (H, W) of positive ints, got {input_size}")
+    if len(mean) != len(std) or (size is not None and len(mean) != size[0]):
+        raise ValueError(f"cnnviz: mean and std need one value per channel, got {len(mean)} and {len(std)}")
+    if any(s <= 0 for s in std):
+        raise ValueError("cnnviz: std values must be positive")
+    names = labels if labels is None or isinstance(labels, str) else tuple(str(n) for n in labels)
+    if isinstance(names, str):
+        labels_for(names)  # rejects an unknown set name now rather than at predict time
+    if resize is not None and int(resize) <= 0:
+        raise ValueError(f"cnnviz: resize must be a positive int, got {resize}")
+    _INFO[model] = ModelInfo(names, size, tuple(float(m) for m in mean), tuple(float(s) for s in std),
+                             None if resize is None else int(resize))
+    return model
+
+
+def info(model) -> Optional[ModelInfo]:
+    """What ``model`` was built for: set by :func:`pretrained` for the sample networks or by
+    :func:`describe`; None when unknown."""
+    try:
+        return _INFO.get(model)
+    except TypeError:  # not weak-referenceable: nothing recorded
+        return None
 
 
 class _Shortcut(nn.Module):
@@ -85,7 +152,8 @@ def _weights(name: str) -> str:
 def pretrained(name: str) -> nn.Module:
     """A pretrained sample network in eval mode: ``"mobilenet_v2"`` (ImageNet, 224x224),
     ``"resnet20"`` or ``"resnet56"`` (CIFAR-10, 32x32), or ``"resnet20_traced"``
-    (TorchScript). Raises FileNotFoundError when the sample data is missing."""
+    (TorchScript). Each carries its :class:`ModelInfo` (labels, input size, normalization;
+    see :func:`info`). Raises FileNotFoundError when the sample data is missing."""
     if name == "mobilenet_v2":
         import torchvision
 
@@ -100,7 +168,12 @@ def pretrained(name: str) -> nn.Module:
     else:
         raise ValueError(f"cnnviz: unknown pretrained model {name!r}; choose mobilenet_v2, "
                          "resnet20, resnet56 or resnet20_traced")
-    return model.eval()
+    model = model.eval()
+    if name == "mobilenet_v2":
+        describe(model, labels="imagenet", input_size=(3, 224, 224), resize=256)
+    else:  # the CIFAR-10 ResNets were trained on ImageNet-normalized 32x32 images
+        describe(model, labels="cifar10", input_size=(3, 32, 32))
+    return model
 
 
 def _read_labels(file: str) -> List[str]:

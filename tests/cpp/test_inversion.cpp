@@ -235,3 +235,23 @@ TEST_CASE("invert: bad input gets clear errors") {
   CHECK_THROWS_WITH_AS(cnnviz::inversion_loss(model, x, torch::randn({1, 3, 8, 8}), "3"),
                        doctest::Contains("z must have x's shape"), c10::ValueError);
 }
+
+TEST_CASE("invert: Adam by default, the notebook's SGD one call away; feature and prior losses apart") {
+  cnnviz::InversionOptions d, nb = cnnviz::InversionOptions::notebook();
+  CHECK(d.optimizer() == cnnviz::Optimizer::adam);
+  CHECK(d.learning_rate() == 0.1);
+  CHECK(nb.optimizer() == cnnviz::Optimizer::sgd);
+  CHECK(nb.learning_rate() == 1e3);
+  CHECK(nb.momentum() == 0.9);
+  CHECK(nb.lambda_alpha() == d.lambda_alpha());  // the priors are the same
+  torch::manual_seed(0);
+  torch::nn::Sequential seq(torch::nn::Conv2d(torch::nn::Conv2dOptions(3, 4, 3).padding(1)), torch::nn::ReLU());
+  cnnviz::AnyModel model = cnnviz::SequentialModel(seq);
+  auto x = torch::rand({1, 3, 8, 8});
+  auto r = cnnviz::invert(model, x, "1", cnnviz::InversionOptions().iterations(5));
+  auto target = seq->forward(x), current = seq->forward(r.image);
+  double feature = ((current - target).pow(2).sum() / target.pow(2).sum()).item<double>();
+  CHECK(r.feature_loss == doctest::Approx(feature).epsilon(1e-5));
+  CHECK(r.prior_loss > 0);
+  CHECK(r.feature_loss + r.prior_loss == doctest::Approx(r.final_loss));
+}

@@ -158,3 +158,28 @@ def test_sanity_check_randomized_top_layers(resnet20, cifar_samples):
         # The same weights give the same map.
         again = fn(resnet20, x[:1], labels[0])
         assert spearmanr(a[0].flatten().numpy(), again.flatten().numpy()).correlation > 0.999
+
+
+def test_results_print_their_shapes_and_document_their_fields():
+    import inspect
+
+    from cnnviz import _C, _results
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
+                              torch.nn.Flatten(), torch.nn.Linear(4, 3)).eval()
+    x = torch.rand(1, 3, 8, 8)
+    r = cnnviz.saliency(net, x, 2)
+    assert repr(r).startswith("Attribution(attribution=(1, 3, 8, 8), map=(1, 8, 8), target=[2], ")
+    cam = cnnviz.grad_cam(net, x, "0")
+    assert repr(cam).startswith("CamResult(maps=[CamMap(layer='0', target=[2], map=(1, 8, 8), upsampled=(1, 8, 8))], "
+                                "num_targets=1, logits=")
+    assert "interrupted" not in repr(r) and "stopped_early" not in repr(r)
+    for name, (_, fields) in _results.RESULTS.items():
+        cls = getattr(_C, name)
+        doc = inspect.getdoc(cls)
+        for field in fields:
+            assert f"{field}:" in doc, (name, field)
+            assert hasattr(cls, field), (name, field)
+        # Every result of a loop reports both ways it can end early.
+        assert hasattr(cls, "interrupted") == hasattr(cls, "stopped_early"), name
+        assert ("interrupted" in doc) == hasattr(cls, "interrupted"), name

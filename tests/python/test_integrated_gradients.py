@@ -144,3 +144,18 @@ def test_completeness_resnet20(resnet20, cifar_samples):
 def test_completeness_mobilenet(mobilenet, imagenet_samples):
     x = load(imagenet_samples[0][0], 224)
     assert completeness(mobilenet, x, method="riemann_trapezoid", batch_size=32) < 0.01
+
+
+def test_blur_baseline_is_scipy_gaussian_filter_with_nearest_edges():
+    """docs/attribution.md: the blur baseline replicates edges, as scipy.ndimage's
+    gaussian_filter(mode="nearest"); reflecting borders would differ near the edges."""
+    ndimage = pytest.importorskip("scipy.ndimage")
+    torch.manual_seed(0)
+    x = torch.randn(1, 3, 20, 24, dtype=torch.float64)
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 20 * 24, 2)).double().eval()
+    blur = cnnviz.integrated_gradients(net, x, 0, baseline="blur", blur_sigma=2.0, steps=2).baseline
+    ref = np.stack([ndimage.gaussian_filter(x[0, c].numpy(), 2.0, mode="nearest", truncate=3.0) for c in range(3)])
+    np.testing.assert_allclose(blur[0].numpy(), ref, atol=1e-10)
+    reflect = np.stack([ndimage.gaussian_filter(x[0, c].numpy(), 2.0, mode="reflect", truncate=3.0)
+                        for c in range(3)])
+    assert np.abs(blur[0].numpy() - reflect).max() > 1e-3

@@ -224,8 +224,10 @@ def test_bad_input():
         cnnviz.predict(model, x, labels=["a", "b", "c"])
     with pytest.raises(ValueError, match="not a 2-D convolution"):
         cnnviz.filter_weights(model, "fc")
-    with pytest.raises(ValueError, match="no weight"):
+    with pytest.raises(ValueError, match="is a block, not a convolution; its first convolution is 'layer1.0.conv1'"):
         cnnviz.filter_weights(model, "layer1")
+    with pytest.raises(ValueError, match="no weight"):
+        cnnviz.filter_weights(model, "relu")
     with pytest.raises(ValueError, match="input_size"):
         cnnviz.summary(model, (32, 32))
 
@@ -308,3 +310,42 @@ def test_pretrained_resnet20_script_vs_module(resnet20, cifar_samples, data_dir)
         acts = cnnviz.capture(model, x, layers)
         for n in layers:
             torch.testing.assert_close(acts[n], calls[n][-1], rtol=1e-5, atol=1e-5)
+
+
+def test_summary_depth_stops_at_blocks_and_keeps_the_total():
+    net = torchvision.models.mobilenet_v2().eval()
+    total = sum(p.numel() for p in net.parameters())
+    full = cnnviz.summary(net, (3, 64, 64))
+    assert full.total_parameters == total and sum(r.num_parameters for r in full) == total
+    blocks = cnnviz.summary(net, (3, 64, 64), depth=2)
+    assert [r.name for r in blocks][:3] == ["features", "features.0", "features.1"]
+    assert all(r.name.count(".") <= 1 for r in blocks)
+    assert len(blocks) < 30 < len(full)
+    assert sum(r.num_parameters for r in blocks) == total
+    by_name = {r.name: r for r in blocks}
+    assert by_name["features.1"].num_parameters == sum(p.numel() for p in net.features[1].parameters())
+    assert by_name["features.18"].output_shape == (1, 1280, 2, 2)
+    assert f"total parameters: {total}" in str(blocks)
+    with pytest.raises(ValueError, match="depth"):
+        cnnviz.summary(net, (3, 64, 64), depth=0)
+
+
+def test_a_filtered_summary_does_not_claim_the_model_total():
+    net = torchvision.models.mobilenet_v2().eval()
+    total = sum(p.numel() for p in net.parameters())
+    s = cnnviz.summary(net, (3, 64, 64))
+    linear = s.where(lambda r: r.type == "Linear")
+    text = str(linear)
+    assert "parameters in these rows: 1281000" in text and f"model total: {total}" in text
+    assert "total parameters" not in text
+    assert s[:3].total_parameters == total
+    assert "model total" in linear._repr_html_()
+
+
+def test_filter_weights_on_a_block_names_its_convolution():
+    net = torchvision.models.mobilenet_v2().eval()
+    with pytest.raises(ValueError, match=r"'features\.0' \(.*\) is a block, not a convolution; its first "
+                                         r"convolution is 'features\.0\.0'"):
+        cnnviz.filter_weights(net, "features.0")
+    f = cnnviz.filter_weights(net, "features.0.0")
+    torch.testing.assert_close(f.weight, net.features[0][0].weight.detach())

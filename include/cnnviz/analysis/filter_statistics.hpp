@@ -87,7 +87,7 @@ class FilterStatisticsAccumulator {
 
 /// Filter statistics of `layer` over the images x (N, C, H, W), in batches of
 /// options.batch_size, without autograd.
-FilterStatistics filter_statistics(const AnyModel& model, const torch::Tensor& x, const std::string& layer,
+FilterStatistics filter_statistics(const AnyModel& model, const torch::Tensor& x, const Layer& layer,
                                    const FilterStatisticsOptions& options = {});
 
 }  // namespace cnnviz

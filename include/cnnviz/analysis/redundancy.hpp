@@ -78,13 +78,13 @@ FilterRedundancy filter_redundancy(const torch::Tensor& weight, const ChannelCov
 
 /// Redundancy of `layer`'s filters from its `weight` parameter (when it has one of 2-D or
 /// more) and an accumulated covariance of its activations (count 0: none).
-FilterRedundancy filter_redundancy(const AnyModel& model, const std::string& layer,
+FilterRedundancy filter_redundancy(const AnyModel& model, const Layer& layer,
                                    const ChannelCovarianceAccumulator& covariance,
                                    const FilterRedundancyOptions& options = {});
 
 /// Redundancy of `layer`'s filters: its `weight` parameter when it has one (2-D or more),
 /// and, when x (N, C, H, W) is defined, the correlation of its activations over x.
-FilterRedundancy filter_redundancy(const AnyModel& model, const std::string& layer, const torch::Tensor& x = {},
+FilterRedundancy filter_redundancy(const AnyModel& model, const Layer& layer, const torch::Tensor& x = {},
                                    const FilterRedundancyOptions& options = {});
 
 }  // namespace cnnviz

@@ -81,7 +81,8 @@ def main(args) -> int:
     except KeyboardInterrupt:
         return 130
     except (ValueError, OSError) as e:
-        print(f"cnnviz: {e}", file=sys.stderr)
+        text = str(e)
+        print(text if text.startswith("cnnviz:") else f"cnnviz: {text}", file=sys.stderr)
         return 2
     if args.no_progress and int(os.environ.get("RANK", "0")) == 0:
         print(summary)

@@ -1,0 +1,104 @@
+"""Ctrl-C ends every long loop with the partial result: a SIGINT sent from another thread
+while a Python model's forward is running (where the default handler would raise
+KeyboardInterrupt inside the forward) comes back as ``interrupted=True`` and a warning."""
+import os
+import signal
+import threading
+import time
+import warnings
+
+import pytest
+import torch
+from torch import nn
+
+import cnnviz
+
+
+class SlowNet(nn.Module):
+    """A small CNN whose forward sleeps, so a signal lands inside Python code."""
+
+    def __init__(self, delay: float = 0.02) -> None:
+        super().__init__()
+        self.delay = delay
+        # 64 channels at features.2: Score-CAM's 64 masked forwards outlast the signal's delay.
+        self.features = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 64, 3, padding=1),
+                                      nn.ReLU())
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(64, 4)
+
+    def forward(self, x):
+        time.sleep(self.delay)
+        return self.fc(self.pool(self.features(x)).flatten(1))
+
+
+def _ctrl_c_after(seconds: float) -> threading.Timer:
+    timer = threading.Timer(seconds, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    return timer
+
+
+X = torch.rand(1, 3, 12, 12)
+
+# Each call would run for at least 64 forwards of 0.02 s; the signal comes after 0.3 s.
+CASES = {
+    "smooth_grad": lambda m: cnnviz.smooth_grad(m, X, samples=400, batch_size=1),
+    "integrated_gradients": lambda m: cnnviz.integrated_gradients(m, X, steps=400, batch_size=1),
+    "occlusion": lambda m: cnnviz.occlusion(m, X, window=2, stride=1, batch_size=1),
+    "score_cam": lambda m: cnnviz.score_cam(m, X, "features.2", batch_size=1),
+    "lime": lambda m: cnnviz.lime(m, X, samples=400, batch_size=1, segmentation="grid", segments=9),
+    "pgd": lambda m: cnnviz.pgd(m, X, steps=400),
+    "invert": lambda m: cnnviz.invert(m, X, "features.2", iterations=400),
+    "maximize": lambda m: cnnviz.maximize(m, logit=1, size=(12, 12), iterations=400),
+    "deep_dream": lambda m: cnnviz.deep_dream(m, X, "features.2", iterations=200, octaves=2),
+}
+
+
+@pytest.mark.parametrize("method", sorted(CASES))
+def test_sigint_mid_forward_returns_the_partial_result(method):
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signals reach the main thread only")
+    model = SlowNet().eval()
+    timer = _ctrl_c_after(0.3)
+    start = time.monotonic()
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            r = CASES[method](model)
+    finally:
+        timer.cancel()
+    elapsed = time.monotonic() - start
+    assert r.interrupted, method
+    assert r.stopped_early, method
+    assert any(issubclass(w.category, RuntimeWarning) and f"{method} interrupted" in str(w.message)
+               for w in caught), [str(w.message) for w in caught]
+    # The warning points at this file (the user's call), not into the package.
+    assert any(w.filename == __file__ for w in caught)
+    # stopped_early says the result is partial; the time says the stop came without a
+    # long wait (the 400-step loops would take at least 8 s).
+    assert elapsed < 6.0, elapsed
+    # Python's default handler is back once the call returns.
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_no_signal_means_not_interrupted():
+    model = SlowNet(delay=0).eval()
+    r = cnnviz.smooth_grad(model, X, samples=4, batch_size=2)
+    assert not r.interrupted and not r.stopped_early
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_a_user_handler_is_left_alone():
+    """With a custom SIGINT handler installed, cnnviz does not replace it."""
+    hits = []
+    previous = signal.signal(signal.SIGINT, lambda s, f: hits.append(s))
+    try:
+        model = SlowNet(delay=0).eval()
+
+        def press(step, total, loss):
+            if step == 1:
+                signal.raise_signal(signal.SIGINT)
+
+        r = cnnviz.smooth_grad(model, X, samples=4, batch_size=1, progress=press)
+        assert hits == [signal.SIGINT] and not r.interrupted
+    finally:
+        signal.signal(signal.SIGINT, previous)
