@@ -519,6 +519,8 @@ print("Saliency under cascading randomization (rank correlation with the trained
 
 
 def build():
+    for i, cell in enumerate(CELLS):
+        cell.id = f"cell-{i:02d}"  # stable ids: regenerating changes no line that did not change
     nb = new_notebook(cells=CELLS)
     nb.metadata["kernelspec"] = {"name": "cnnviz", "display_name": "Python (cnnviz)", "language": "python"}
     nb.metadata["language_info"] = {"name": "python"}
