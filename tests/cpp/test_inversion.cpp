@@ -7,7 +7,7 @@
 namespace {
 
 cnnviz::InversionOptions plain_sgd(double lr, double momentum, int64_t iterations) {
-  return cnnviz::InversionOptions().iterations(iterations).learning_rate(lr).momentum(momentum).clamp_pixels(false);
+  return cnnviz::InversionOptions().optimizer(cnnviz::Optimizer::sgd).iterations(iterations).learning_rate(lr).momentum(momentum).clamp_pixels(false);
 }
 
 }  // namespace

@@ -104,7 +104,7 @@ TEST_CASE("ScriptModel captures scripted submodules by name and call") {
                          doctest::Contains("ran 2 time(s)"), c10::IndexError);
     CHECK_THROWS_AS(model.capture(torch::randn({3, 6, 6}), req), c10::ValueError);
     CHECK_THROWS_WITH_AS(cnnviz::ScriptModel::load("/nonexistent/model.pt"),
-                         doctest::Contains("cannot load TorchScript file"), c10::ValueError);
+                         doctest::Contains("cannot open TorchScript file"), cnnviz::FileNotFoundError);
   }
 }
 
