@@ -3,6 +3,27 @@ from typing import Any, Callable, Dict, List, Optional, Tuple, Union, overload
 
 import torch
 
+class AdversarialReport:
+    def __init__(self, *args, **kwargs) -> Any: ...
+    attack: AdversarialResult
+    divergence: torch.Tensor
+    layers: List[str]
+    most_affected: int
+    most_affected_layer: Any
+    probabilities_after: torch.Tensor
+    probabilities_before: torch.Tensor
+    saliency_after: Attribution
+    saliency_before: Attribution
+    saliency_correlation: torch.Tensor
+
+class AdversarialReportOptions:
+    def __init__(self: AdversarialReportOptions) -> None: ...
+    attack: str
+    fgsm: FgsmOptions
+    layers: List[str]
+    pgd: PgdOptions
+    saliency_reduction: str
+
 class AdversarialResult:
     def __init__(self, *args, **kwargs) -> Any: ...
     adversarial: torch.Tensor
@@ -102,6 +123,30 @@ class DeepDreamResult:
     interrupted: bool
     losses: torch.Tensor
     stopped_early: bool
+
+class DeletionInsertionOptions:
+    def __init__(self: DeletionInsertionOptions) -> None: ...
+    batch_size: int
+    blur_sigma: float
+    custom_baseline: Any
+    deletion_baseline: str
+    insertion_baseline: str
+    mean: List[float]
+    score: str
+    seed: int
+    std: List[float]
+    steps: int
+
+class DeletionInsertionResult:
+    def __init__(self, *args, **kwargs) -> Any: ...
+    deletion: torch.Tensor
+    deletion_auc: torch.Tensor
+    fractions: torch.Tensor
+    insertion: torch.Tensor
+    insertion_auc: torch.Tensor
+    logits: torch.Tensor
+    stopped_early: bool
+    target: torch.Tensor
 
 class FgsmOptions:
     def __init__(self: FgsmOptions) -> None: ...
@@ -205,6 +250,27 @@ class InversionResult:
     snapshots: List[torch.Tensor]
     stopped_early: bool
 
+class LayerInformation:
+    def __init__(self, *args, **kwargs) -> Any: ...
+    bottleneck: int
+    bottleneck_layer: str
+    channels: torch.Tensor
+    height: torch.Tensor
+    inversions: List[InversionResult]
+    layers: List[str]
+    mse: torch.Tensor
+    psnr: torch.Tensor
+    ssim: torch.Tensor
+    ssim_drop: torch.Tensor
+    stopped_early: bool
+    width: torch.Tensor
+
+class LayerInformationOptions:
+    def __init__(self: LayerInformationOptions) -> None: ...
+    inversion: InversionOptions
+    ssim_sigma: float
+    ssim_window_size: int
+
 class LimeOptions:
     def __init__(self: LimeOptions) -> None: ...
     baseline: float
@@ -307,6 +373,24 @@ class SaliencyOptions:
     def __init__(self: SaliencyOptions) -> None: ...
     reduction: str
 
+class SanityCheckOptions:
+    def __init__(self: SanityCheckOptions) -> None: ...
+    group_depth: int
+    layers: List[str]
+    layers_from_top: Optional[int]
+    seed: int
+    ssim: bool
+
+class SanityCheckResult:
+    def __init__(self, *args, **kwargs) -> Any: ...
+    maps: torch.Tensor
+    original: torch.Tensor
+    rank_correlation: torch.Tensor
+    ssim: Any
+    steps: List[str]
+    stopped_early: bool
+    target: torch.Tensor
+
 class SmoothGradOptions:
     def __init__(self: SmoothGradOptions) -> None: ...
     batch_size: int
@@ -325,6 +409,7 @@ _metrics_defaults: dict
 def _positive_grad(arg0: torch.Tensor) -> torch.Tensor: ...
 def _quadrature(arg0: str, arg1: int) -> Tuple[List[float], List[float]]: ...
 def _weighted_ridge(arg0: torch.Tensor, arg1: torch.Tensor, arg2: torch.Tensor, arg3: float) -> tuple: ...
+def adversarial_report(arg0: Any, arg1: torch.Tensor, arg2: Any, arg3: AdversarialReportOptions, arg4: Any) -> Any: ...
 def alpha_norm(x: torch.Tensor, alpha: float, impl: str = ...) -> torch.Tensor: ...
 def as_image_tensor(image: torch.Tensor) -> torch.Tensor: ...
 built_with_torch: str
@@ -334,6 +419,7 @@ def colormap(map: torch.Tensor, name: str = ..., vmin: Optional[float] = ..., vm
 def colormap_names() -> List[str]: ...
 def decode_image(*args, **kwargs) -> Any: ...
 def deep_dream(arg0: Any, arg1: torch.Tensor, arg2: List[str], arg3: DeepDreamOptions, arg4: Any) -> Any: ...
+def deletion_insertion(arg0: Any, arg1: torch.Tensor, arg2: torch.Tensor, arg3: Any, arg4: DeletionInsertionOptions, arg5: Any) -> Any: ...
 def deprocess(tensor: torch.Tensor, mean: List[float] = ..., std: List[float] = ...) -> torch.Tensor: ...
 def encode_image(image: torch.Tensor, format: str, quality: int = ...) -> bytes: ...
 def euclidean_loss(target: torch.Tensor, current: torch.Tensor, impl: str = ...) -> torch.Tensor: ...
@@ -353,6 +439,7 @@ def inversion_loss(arg0: Any, arg1: torch.Tensor, arg2: torch.Tensor, arg3: str,
 def invert(arg0: Any, arg1: torch.Tensor, arg2: str, arg3: InversionOptions, arg4: Any) -> Any: ...
 def invert_layers(arg0: Any, arg1: torch.Tensor, arg2: List[str], arg3: InversionOptions, arg4: Any) -> List[InversionResult]: ...
 def layer_divergence(arg0: Any, arg1: torch.Tensor, arg2: torch.Tensor, arg3: List[str]) -> dict: ...
+def layer_information(arg0: Any, arg1: torch.Tensor, arg2: List[str], arg3: LayerInformationOptions, arg4: Any) -> Any: ...
 def layers(arg0: Any) -> list: ...
 def lime(arg0: Any, arg1: torch.Tensor, arg2: Any, arg3: LimeOptions, arg4: Any) -> Any: ...
 def load_image(path: str, max_side: int = ..., max_pixels: int = ...) -> torch.Tensor: ...
@@ -365,8 +452,10 @@ def pgd(arg0: Any, arg1: torch.Tensor, arg2: Any, arg3: PgdOptions, arg4: Any) -
 def predict(arg0: Any, arg1: torch.Tensor, arg2: int, arg3: List[str]) -> list: ...
 def preprocess(image: torch.Tensor, size: Optional[List[int]] = ..., resize: int = ..., mean: List[float] = ..., std: List[float] = ..., antialias: bool = ...) -> torch.Tensor: ...
 def psnr(a: torch.Tensor, b: torch.Tensor, data_range: Optional[float] = ..., reduction: str = ...) -> torch.Tensor: ...
+def rank_correlation(arg0: torch.Tensor, arg1: torch.Tensor) -> torch.Tensor: ...
 def resize_image(image: torch.Tensor, size: List[int], antialias: bool = ...) -> torch.Tensor: ...
 def saliency(arg0: Any, arg1: torch.Tensor, arg2: Any, arg3: SaliencyOptions) -> Attribution: ...
+def sanity_check(arg0: Any, arg1: Any, arg2: Any, arg3: torch.Tensor, arg4: Any, arg5: SanityCheckOptions, arg6: Any) -> Any: ...
 def save_image(image: torch.Tensor, path: str, quality: int = ...) -> None: ...
 def similarity_groups(arg0: torch.Tensor, arg1: float) -> List[List[int]]: ...
 def slic(arg0: torch.Tensor, arg1: LimeOptions) -> torch.Tensor: ...
