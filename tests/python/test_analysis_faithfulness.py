@@ -313,7 +313,10 @@ def test_figures(tmp_path):
 
     model = VggLike().eval()
     torch.manual_seed(0)
-    x = torch.randn(2, 3, 16, 16)
+    # A valid ImageNet-normalized image: the attacks refuse pixels outside [0, 1].
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    x = (torch.rand(2, 3, 16, 16) - mean) / std
     info = cnnviz.layer_information(model, x, [1, 3, 6], iterations=3)
     cam = cnnviz.grad_cam(model, x, "features.5")
     di = cnnviz.deletion_insertion(model, x, cam, steps=4)
