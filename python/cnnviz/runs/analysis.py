@@ -76,7 +76,23 @@ def _arrays(result) -> Dict[str, np.ndarray]:
     return out
 
 
-class FilterStatisticsJob(AnalysisJob):
+class _AccumulatorJob(AnalysisJob):
+    """A job over one of the library's accumulators: its state round-trips through the
+    accumulator (``_acc``), which merges and reduces it."""
+
+    def _acc(self, state: State):
+        raise NotImplementedError
+
+    def merge(self, a: State, b: State) -> State:
+        if not a or not b:
+            return dict(a or b)
+        return self._acc(a).merge(self._acc(b)).state_dict()
+
+    def result(self, state: State) -> Dict[str, np.ndarray]:
+        return _arrays(self._acc(state).result())
+
+
+class FilterStatisticsJob(_AccumulatorJob):
     """``filter_statistics`` of one layer over the dataset (``cnnviz.FilterStatisticsAccumulator``;
     options as :func:`cnnviz.filter_statistics`: threshold, relative, top_k, ...). Top-k image
     indices are dataset indices. ``layer`` defaults to the CAM layer (the last spatial block)."""
@@ -109,16 +125,9 @@ class FilterStatisticsJob(AnalysisJob):
         acc.update_from_model(model, x, self.options["layer"], batch["index"])
         return acc.state_dict()
 
-    def merge(self, a: State, b: State) -> State:
-        if not a or not b:
-            return dict(a or b)
-        return self._acc(a).merge(self._acc(b)).state_dict()
-
-    def result(self, state: State) -> Dict[str, np.ndarray]:
-        return _arrays(self._acc(state).result())
 
 
-class CKAJob(AnalysisJob):
+class CKAJob(_AccumulatorJob):
     """Linear CKA between ``layers`` and ``layers_b`` (default: the same) of the model, or of
     ``model_b`` (another module taking the same inputs), from minibatch HSIC sums over the
     run's batches (``cnnviz.CKAAccumulator``). The sums are all-reduced over ranks."""
@@ -161,13 +170,6 @@ class CKAJob(AnalysisJob):
         acc.update_from_models(model, self.model_b, x)
         return acc.state_dict()
 
-    def merge(self, a: State, b: State) -> State:
-        if not a or not b:
-            return dict(a or b)
-        return self._acc(a).merge(self._acc(b)).state_dict()
-
-    def result(self, state: State) -> Dict[str, np.ndarray]:
-        return _arrays(self._acc(state).result())
 
 
 ANALYSES = {"filter_statistics": FilterStatisticsJob, "cka": CKAJob}
