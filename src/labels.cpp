@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include <c10/util/Exception.h>
+
 #include "cnnviz/errors.hpp"
 
 namespace cnnviz {
@@ -14,6 +16,9 @@ namespace cnnviz {
 namespace detail {
 
 std::vector<std::string> load_labels(const std::string& source, const char* package_dir) {
+  // The same refusal as detail::check_path (cnnviz/detail/paths.hpp), without torch.h here.
+  TORCH_CHECK_VALUE(source.find('\0') == std::string::npos, "cnnviz: load_labels: the path contains a NUL byte; "
+                    "refusing it rather than using the part before it");
   std::string path = source;
   if (source == "imagenet" || source == "cifar10") {
     std::vector<std::string> dirs;

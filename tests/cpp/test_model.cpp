@@ -187,6 +187,9 @@ TEST_CASE("load_labels reads the label sets by name and files by path") {
   REQUIRE(cifar10.size() == 10);
   CHECK(cifar10[3] == "cat");
   CHECK(imagenet == cnnviz::load_labels(std::string(CNNVIZ_SOURCE_DIR) + "/python/cnnviz/labels/imagenet_classes.txt"));
+  // A NUL byte would cut the path where the C library reads it: refused, as by every loader.
+  CHECK_THROWS_WITH_AS(cnnviz::load_labels(std::string("imagenet\0.txt", 13)), doctest::Contains("NUL byte"),
+                       c10::ValueError);
 }
 
 TEST_CASE("a missing file is cnnviz::FileNotFoundError from every loader") {
