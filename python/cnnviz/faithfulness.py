@@ -19,7 +19,7 @@ from typing import Any, Callable, Optional, Sequence, Union
 import torch
 
 from . import _C
-from ._progress import Progress, ProgressArg, warn_if_interrupted
+from ._progress import ProgressArg, run_native
 from .attribution import TargetLike
 
 __all__ = [
@@ -103,10 +103,8 @@ def deletion_insertion(model, x: torch.Tensor, attribution: MapLike, target: Tar
                  insertion_baseline=insertion_baseline, custom_baseline=custom, blur_sigma=blur_sigma, score=score,
                  batch_size=batch_size, seed=seed, mean=list(mean), std=list(std))
     total = 2 * x.shape[0] * (steps + 1) if x.dim() == 4 and steps > 0 else None
-    with Progress(progress, total, "deletion_insertion") as p:
-        r = _C.deletion_insertion(model, x, _map_of(attribution), target, o, p.callback())
-    warn_if_interrupted(r, "deletion_insertion")
-    return r
+    return run_native(_C.deletion_insertion, progress, total, "deletion_insertion", model, x, _map_of(attribution),
+                      target, o)
 
 
 def _method_names():
@@ -185,7 +183,4 @@ def sanity_check(method: MethodLike, model: torch.nn.Module, x: torch.Tensor,
     o.group_depth, o.ssim, o.seed = group_depth, ssim, seed
     with torch.no_grad():  # a ScriptModule's deepcopy clones its parameters: keep them leaves
         copy = _copy.deepcopy(model)
-    with Progress(progress, None, "sanity_check") as p:
-        r = _C.sanity_check(fn, model, copy, x, target, o, p.callback())
-    warn_if_interrupted(r, "sanity_check")
-    return r
+    return run_native(_C.sanity_check, progress, None, "sanity_check", fn, model, copy, x, target, o)
