@@ -43,6 +43,10 @@ __all__ = ["MATERIALIZE_FRACTION", "OcclusionFlops", "occlusion_flops", "Increme
 
 #: A layer whose changed rectangle would cover more than this fraction of its map runs in full.
 MATERIALIZE_FRACTION = 0.75
+#: Automatic mode runs incrementally only where that saves at least this share of the FLOPs
+#: and this many FLOPs per image: below, tracing and the per-layer bookkeeping cost more.
+AUTO_MIN_SAVED_SHARE = 0.2
+AUTO_MIN_SAVED_FLOPS = 2e9
 
 
 class IncrementalUnsupported(ValueError):
@@ -339,8 +343,25 @@ def _check_model(model) -> None:
             "remove them or pass incremental=False")
 
 
+class Clean:
+    """Every node's value for one clean image (1, C, H, W), and padded copies made on demand."""
+
+    def __init__(self, values: Dict[fx.Node, Any], output: Any) -> None:
+        self.values, self.output = values, output
+        self._padded: Dict[tuple, torch.Tensor] = {}
+
+    def padded(self, node: fx.Node, p: Tuple[int, int], extra: Tuple[int, int], value: float) -> torch.Tensor:
+        key = (node, p, extra, value)
+        t = self._padded.get(key)
+        if t is None:
+            t = F.pad(self.values[node], (p[1], extra[1], p[0], extra[0]), value=value)
+            self._padded[key] = t
+        return t
+
+
 class Plan:
-    """A traced model, its clean values for one input batch x (N, C, H, W), and a rule per node."""
+    """A traced model and a rule per node, for inputs shaped like `x` (1, C, H, W); `cache`
+    holds x's clean values (shapes, constants) and `clean(image)` makes any other image's."""
 
     def __init__(self, model: nn.Module, x: torch.Tensor) -> None:
         _check_model(model)
@@ -378,13 +399,14 @@ class Plan:
                 self.dependent.add(n)
         self.shape = tuple(x.shape)
         with torch.no_grad():
-            self.cache, self.output = self._clean(x)
+            self.first = self.clean(x)
+        self.cache, self.output = self.first.values, self.first.output
         self.rules = {n: _rule(gm, n, self.cache, self.dependent) for n in self.nodes if n in self.dependent}
         self.rules.pop(self.input, None)
         self.cost = {n: self._cost(n) for n in self.nodes}
-        self._padded: Dict[tuple, torch.Tensor] = {}
 
-    def _clean(self, x: torch.Tensor):
+    def clean(self, x: torch.Tensor) -> Clean:
+        """Every node's value for x, in-place ops run out of place."""
         cache: Dict[fx.Node, Any] = {}
         for n in self.nodes:
             if n.op == "placeholder":
@@ -394,7 +416,7 @@ class Plan:
                 for part in n.target.split("."):
                     value = getattr(value, part)
             elif n.op == "output":
-                return cache, fx.node.map_arg(n.args[0], lambda a: cache[a])
+                return Clean(cache, fx.node.map_arg(n.args[0], lambda a: cache[a]))
             else:
                 value = _call(self.gm, n, fx.node.map_arg(n.args, lambda a: cache[a]),
                               fx.node.map_arg(n.kwargs, lambda a: cache[a]))
@@ -428,14 +450,6 @@ class Plan:
         if n.op == "call_method" and n.target in _VIEW_METHODS | {"size", "dim"}:
             return 0.0
         return 1.0
-
-    def padded(self, node: fx.Node, p: Tuple[int, int], extra: Tuple[int, int], value: float) -> torch.Tensor:
-        key = (node, p, extra, value)
-        t = self._padded.get(key)
-        if t is None:
-            t = F.pad(self.cache[node], (p[1], extra[1], p[0], extra[0]), value=value)
-            self._padded[key] = t
-        return t
 
 
 # ---------------------------------------------------------------------------------------
@@ -541,39 +555,28 @@ def geometry(plan: Plan, windows: Sequence[Tuple[int, int]], window: Tuple[int, 
 
 
 class _Batch:
-    """One batch of windows: B items, item i is image img[i] with window at windows[i]."""
+    """One batch of windows over one image: item i is that image (clean values `clean`) with
+    the window at windows[i] occluded (batch[i])."""
 
-    def __init__(self, plan: Plan, batch: torch.Tensor, img: List[int], windows, window, fraction) -> None:
-        self.plan, self.batch, self.img = plan, batch, img
-        self.img_t = torch.tensor(img, dtype=torch.long)
+    def __init__(self, plan: Plan, clean: Clean, batch: torch.Tensor, windows, window, fraction) -> None:
+        self.plan, self.clean, self.batch, self.b = plan, clean, batch, batch.shape[0]
         self.geo = geometry(plan, windows, window, fraction)
         self.values: Dict[fx.Node, Any] = {}
         self.full: Dict[fx.Node, Any] = {}
 
-    def _crops(self, node: Optional[fx.Node], source: torch.Tensor, shift: Tuple[int, int], starts, length,
-               own: bool = False):
-        """Crops (B, C, L, L') of `source` (a clean map of `node`, padded by `shift`; item i
-        reads image img[i]) at padded `starts`, with `node`'s changed
-        rectangle pasted in. A few gathers for the whole batch: per-item slicing would be
-        one small op per item and layer, each paying the thread pool's start-up."""
-        b, c = len(self.img), source.shape[1]
+    def _crops(self, node: Optional[fx.Node], source: torch.Tensor, shift: Tuple[int, int], starts, length):
+        """Crops (B, C, L, L') of `source` (one clean map of `node`, padded by `shift`, or one
+        map per item) at padded `starts`, with `node`'s changed rectangle pasted in. A few
+        gathers for the whole batch: slicing per item would be one small op per item and
+        layer, each paying the thread pool's start-up."""
+        b, c = self.b, source.shape[1]
         wp = source.shape[3]
         st = torch.tensor(starts, dtype=torch.long).view(b, 2)
         ys = st[:, :1] + torch.arange(length[0]).view(1, -1)  # (B, L) padded rows
         xs = st[:, 1:] + torch.arange(length[1]).view(1, -1)
         pos = (ys.unsqueeze(2) * wp + xs.unsqueeze(1)).view(b, 1, -1)
         flat = source.flatten(2)
-        if own:
-            out = torch.gather(flat, 2, pos.expand(b, c, pos.shape[2]))
-        elif source.shape[0] == 1:
-            out = torch.gather(flat.expand(b, c, flat.shape[2]), 2, pos.expand(b, c, pos.shape[2]))
-        else:  # gather from each image's map for its items (copying maps per item would cost more)
-            out = source.new_empty((b, c, pos.shape[2]))
-            for u in sorted(set(self.img)):
-                items = (self.img_t == u).nonzero().flatten()
-                sub = pos.index_select(0, items)
-                out.index_copy_(0, items, torch.gather(flat[u:u + 1].expand(len(items), c, flat.shape[2]), 2,
-                                                       sub.expand(len(items), c, sub.shape[2])))
+        out = torch.gather(flat.expand(b, c, flat.shape[2]), 2, pos.expand(b, c, pos.shape[2]))
         mode = self.geo[node] if node is not None else None
         if isinstance(mode, Region):
             r = self.values[node]
@@ -590,18 +593,18 @@ class _Batch:
         """The node's value for the whole batch."""
         mode = self.geo[node]
         if mode == CONST:
-            return self.plan.cache[node]
+            return self.clean.values[node]
         if mode == FULL:
             return self.values[node]
         if node is self.plan.input:
             return self.batch
         value = self.full.get(node)
         if value is None:
-            t = self.plan.cache[node]
+            t = self.clean.values[node]
             if isinstance(mode, Region):
-                value = self._crops(node, t, (0, 0), [(0, 0)] * len(self.img), tuple(t.shape[2:]))
+                value = self._crops(node, t, (0, 0), [(0, 0)] * self.b, tuple(t.shape[2:]))
             else:
-                value = t.index_select(0, self.img_t)
+                value = t.expand((self.b,) + tuple(t.shape[1:])).contiguous()
             self.full[node] = value
         return value
 
@@ -611,7 +614,7 @@ class _Batch:
         t = self.plan.cache[node]
         if mode in (CLEAN,) or isinstance(mode, Region) or node is self.plan.input:
             if isinstance(t, torch.Tensor):
-                return torch.empty((len(self.img),) + tuple(t.shape[1:]), dtype=t.dtype, device="meta")
+                return torch.empty((self.b,) + tuple(t.shape[1:]), dtype=t.dtype, device="meta")
         return self.materialized(node)
 
     def _run_full(self, n: fx.Node):
@@ -632,7 +635,7 @@ class _Batch:
             h_out, w_out = plan.cache[n].shape[2:]
             extra = tuple(max(0, (size_out - 1) * rule.s[d] + rule.k[d] - size_in - rule.p[d])
                           for d, (size_in, size_out) in enumerate(((h_in, h_out), (w_in, w_out))))
-            padded = plan.padded(src, rule.p, extra, rule.pad_value)
+            padded = self.clean.padded(src, rule.p, extra, rule.pad_value)
             length = tuple((mode.s[d] - 1) * rule.s[d] + rule.k[d] for d in (0, 1))
             starts = [(o[0] * rule.s[0], o[1] * rule.s[1]) for o in mode.o]
             return rule.apply(self._crops(src, padded, rule.p, starts, length))
@@ -642,7 +645,7 @@ class _Batch:
             if isinstance(m, Region) and m.same_place(mode):
                 operands[a] = self.values[a]
             else:
-                operands[a] = self._crops(a, plan.cache[a], (0, 0), mode.o, mode.s)
+                operands[a] = self._crops(a, self.clean.values[a], (0, 0), mode.o, mode.s)
         if isinstance(rule, _Cat):
             tensors = n.args[0] if n.args else n.kwargs["tensors"]
             return torch.cat([operands[t] for t in tensors], 1)
@@ -659,7 +662,7 @@ class _Batch:
                 continue
             if n is plan.input:
                 if isinstance(mode, Region):
-                    self.values[n] = self._crops(None, self.batch, (0, 0), mode.o, mode.s, own=True)
+                    self.values[n] = self._crops(None, self.batch, (0, 0), mode.o, mode.s)
                 else:
                     self.values[n] = self.batch
             elif isinstance(mode, Region):
@@ -706,6 +709,18 @@ class OcclusionFlops:
         return self.full / self.executed
 
 
+def _executed_flops(plan: Plan, positions, window, batch_size: int, fraction: float) -> float:
+    """FLOPs the engine runs for one image's windows in batches of at most batch_size."""
+    nodes = [n for n in plan.nodes if n.op != "output"]
+    chunks = -(-len(positions) // batch_size)
+    total = 0.0
+    for k in range(chunks):  # the native loop's nearly equal batches
+        chunk = positions[k * len(positions) // chunks:(k + 1) * len(positions) // chunks]
+        geo = geometry(plan, chunk, window, fraction)
+        total += sum(_node_flops(plan, n, geo[n], len(chunk)) for n in nodes)
+    return total
+
+
 def _positions(h: int, w: int, window: Tuple[int, int], stride: Tuple[int, int]) -> List[Tuple[int, int]]:
     return [(i, j) for i in range(0, h - window[0] + 1, stride[0]) for j in range(0, w - window[1] + 1, stride[1])]
 
@@ -747,11 +762,7 @@ def occlusion_flops(model: nn.Module, x_shape: Sequence[int], window: Union[int,
             f = _node_flops(plan, n, geo[n], 1)
             incremental += f
             per_layer[n.name][1] += f
-    executed = 0.0
-    for b in range(0, len(positions), batch_size):
-        chunk = positions[b:b + batch_size]
-        geo = geometry(plan, chunk, window, fraction)
-        executed += sum(_node_flops(plan, n, geo[n], len(chunk)) for n in nodes)
+    executed = _executed_flops(plan, positions, window, batch_size, fraction)
     full = len(positions) * sum(full_per.values())
     return OcclusionFlops(len(positions), full, incremental, executed,
                           {k: (v[0], v[1]) for k, v in per_layer.items()})
@@ -762,45 +773,54 @@ def occlusion_flops(model: nn.Module, x_shape: Sequence[int], window: Union[int,
 
 
 class IncrementalOcclusion:
-    """A callable standing in for the model in the native occlusion loop: the first call (on
-    x itself) returns the clean output computed while tracing; later calls get the loop's
-    occluded batches (item k is window position k % P of image k // P, in order) and compute
-    them incrementally. A batch that differs from x outside its windows (which the loop never
-    makes) runs in full instead, so the result never depends on that order being kept."""
+    """A callable standing in for the model in the native occlusion loop. The loop's first
+    call (x itself, for the clean scores) runs the model; later calls get the loop's occluded
+    batches (item k is window position k % P of image k // P, in order) and compute them
+    incrementally, image by image, keeping the clean values of at most one image at a time.
+    A batch that differs from x outside its windows (which the loop never makes) runs in full
+    instead, so the result never depends on that order being kept."""
 
-    def __init__(self, plan: Plan, x: torch.Tensor, window: Tuple[int, int], stride: Tuple[int, int],
-                 fraction: float = MATERIALIZE_FRACTION) -> None:
-        self.plan, self.x, self.window, self.fraction = plan, x, window, fraction
+    def __init__(self, model: nn.Module, plan: Plan, x: torch.Tensor, window: Tuple[int, int],
+                 stride: Tuple[int, int], fraction: float = MATERIALIZE_FRACTION) -> None:
+        self.model, self.plan, self.x, self.window, self.fraction = model, plan, x, window, fraction
         self.positions = _positions(x.shape[2], x.shape[3], window, stride)
         self.seen = 0
         self.clean_returned = False
+        self.images: Dict[int, Clean] = {0: plan.first}
         self.batches = 0           # batches computed incrementally
         self.full_batches = 0      # batches that ran in full (unexpected content)
 
     def _full(self, batch: torch.Tensor):
         self.full_batches += 1
-        return self.plan.gm(batch)
+        return self.model(batch)
+
+    def _clean(self, u: int) -> Clean:
+        if u not in self.images:
+            self.images = {u: self.plan.clean(self.x[u:u + 1])}  # items come in image order
+        return self.images[u]
 
     def __call__(self, batch: torch.Tensor):
         with torch.no_grad():
-            if not self.clean_returned:  # the loop's first call: x itself, for the clean scores
+            if not self.clean_returned:
                 self.clean_returned = True
-                if batch.shape == self.x.shape and (batch.data_ptr() == self.x.data_ptr()
-                                                    or torch.equal(batch, self.x)):
-                    return self.plan.output
-                return self._full(batch)
-            b = batch.shape[0]
-            total = self.x.shape[0] * len(self.positions)
-            if batch.dim() != 4 or batch.shape[1:] != self.x.shape[1:] or self.seen + b > total:
+                return self.model(batch)
+            b, p = batch.shape[0], len(self.positions)
+            if batch.dim() != 4 or batch.shape[1:] != self.x.shape[1:] or self.seen + b > self.x.shape[0] * p:
                 return self._full(batch)
             items = range(self.seen, self.seen + b)
             self.seen += b
-            img = [k // len(self.positions) for k in items]
-            windows = [self.positions[k % len(self.positions)] for k in items]
+            img = [k // p for k in items]
+            windows = [self.positions[k % p] for k in items]
             if not self._only_windows_differ(batch, img, windows):
                 return self._full(batch)
             self.batches += 1
-            return _Batch(self.plan, batch, img, windows, self.window, self.fraction).run()
+            outputs = []
+            for u in sorted(set(img)):
+                sel = [i for i in range(b) if img[i] == u]
+                part = batch[sel[0]:sel[-1] + 1]
+                outputs.append(_Batch(self.plan, self._clean(u), part, [windows[i] for i in sel], self.window,
+                                      self.fraction).run())
+            return outputs[0] if len(outputs) == 1 else _cat(outputs)
 
     def _only_windows_differ(self, batch: torch.Tensor, img: List[int], windows) -> bool:
         differ = (batch != self.x.index_select(0, torch.tensor(img))).any(1)  # (B, H, W)
@@ -809,10 +829,24 @@ class IncrementalOcclusion:
         return not bool(differ.any())
 
 
-def prepare(model, x: torch.Tensor, window, stride, required: bool) -> Tuple[Optional[IncrementalOcclusion], str]:
+def _cat(outputs: List[Any]):
+    """Concatenates model outputs (tensors, or tuples/lists/dicts of them) along the batch."""
+    first = outputs[0]
+    if isinstance(first, torch.Tensor):
+        return torch.cat(outputs)
+    if isinstance(first, dict):
+        return {k: _cat([o[k] for o in outputs]) for k in first}
+    if isinstance(first, (list, tuple)):
+        return type(first)(_cat([o[i] for o in outputs]) for i in range(len(first)))
+    return first
+
+
+def prepare(model, x: torch.Tensor, window, stride, batch_size, required: bool
+            ) -> Tuple[Optional[IncrementalOcclusion], str]:
     """The incremental stand-in for ``model`` on x, or (None, why not). With ``required`` a
-    model that cannot run incrementally raises ``ValueError`` (IncrementalUnsupported). Inputs
-    the native loop rejects (shapes, windows) return None so that its error is raised."""
+    model that cannot run incrementally raises ``ValueError`` (IncrementalUnsupported);
+    without, it is also None where it would save too little to pay for itself. Inputs the
+    native loop rejects (shapes, windows, batch size) return None so that its error is raised."""
     try:
         if not isinstance(x, torch.Tensor) or x.dim() != 4 or not x.is_floating_point() or x.numel() == 0:
             return None, "x is not a (N, C, H, W) floating-point batch"
@@ -824,18 +858,24 @@ def prepare(model, x: torch.Tensor, window, stride, required: bool) -> Tuple[Opt
             return None, "window larger than the image"
         if not bool(torch.isfinite(x).all()):
             return None, "x is not finite"
+        if not isinstance(batch_size, int) or batch_size < 1:
+            return None, "bad batch size"
         x = x.detach()
-        plan = Plan(model, x)
+        plan = Plan(model, x[:1])
         first = [_positions(x.shape[2], x.shape[3], win, st)[0]]
         if not any(isinstance(m, Region) for n, m in geometry(plan, first, win, math.inf).items()
                    if n is not plan.input):
             raise IncrementalUnsupported("cnnviz: incremental occlusion found no layer it can compute by "
                                          "regions in this model (the first op already needs the whole input)")
         with torch.no_grad():
-            _check_same_output(plan.output, model(x))
-        if not any(isinstance(m, Region) for n, m in geometry(plan, first, win).items() if n is not plan.input):
-            return None, "the window covers most of every layer: nothing to save"
-        return IncrementalOcclusion(plan, x, win, st), ""
+            _check_same_output(plan.output, model(x[:1]))
+        if not required:
+            positions = _positions(x.shape[2], x.shape[3], win, st)
+            full = len(positions) * sum(_node_flops(plan, n, FULL, 1) for n in plan.nodes if n.op != "output")
+            saved = full - _executed_flops(plan, positions, win, batch_size, MATERIALIZE_FRACTION)
+            if saved < AUTO_MIN_SAVED_SHARE * full or saved < AUTO_MIN_SAVED_FLOPS:
+                return None, f"incremental occlusion would save {saved / 1e9:.2g} of {full / 1e9:.2g} GFLOP per image"
+        return IncrementalOcclusion(model, plan, x, win, st), ""
     except IncrementalUnsupported as e:
         if required:
             raise
@@ -844,8 +884,7 @@ def prepare(model, x: torch.Tensor, window, stride, required: bool) -> Tuple[Opt
 
 def _check_same_output(traced, eager) -> None:
     """The traced, out-of-place graph must give the model's own output on x."""
-    a = [t for t in _tensors(traced)]
-    b = [t for t in _tensors(eager)]
+    a, b = _tensors(traced), _tensors(eager)
     ok = len(a) == len(b) and all(u.shape == v.shape and torch.allclose(u, v, rtol=1e-5, atol=1e-6, equal_nan=True)
                                   for u, v in zip(a, b))
     if not ok:

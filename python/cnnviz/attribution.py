@@ -193,7 +193,8 @@ def occlusion(model, x: torch.Tensor, target: TargetLike = None, *,
     window recomputes only the part of each layer it changes, from the clean image's cached
     activations (Nakandala et al. 2019), and runs the rest of the network in full from the
     first op it cannot follow; the scores equal full inference's to rounding. None (default):
-    incremental where possible, full inference otherwise; True: incremental or a
+    incremental where possible and worth it (it saves at least 20% of the FLOPs and 2 GFLOP
+    per image: large images, small windows), full inference otherwise; True: incremental or a
     ``ValueError`` saying why not; False: always full inference.
 
     Returns an ``OcclusionResult``: ``scores`` (N, nh, nw) the drop per window position,
@@ -206,7 +207,7 @@ def occlusion(model, x: torch.Tensor, target: TargetLike = None, *,
     if incremental is not False:
         from ._incremental_occlusion import prepare
 
-        runner, _ = prepare(model, x, window, stride, required=incremental is True)
+        runner, _ = prepare(model, x, window, stride, batch_size, required=incremental is True)
     result = run_native(_C.occlusion, progress, None, "occlusion", model if runner is None else runner,
                         x, target, o)
     result.incremental = runner is not None and runner.full_batches == 0

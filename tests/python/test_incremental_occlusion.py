@@ -199,6 +199,18 @@ def test_pretrained_mobilenet_float32(mobilenet, imagenet_samples):
     assert (inc.map - full.map).norm() / full.map.norm() < 1e-5
 
 
+def test_auto_mode_runs_incrementally_only_where_it_pays():
+    torch.manual_seed(0)
+    model = torchvision.models.mobilenet_v2().eval()  # 64 windows, 13 GFLOP full, 8 incremental
+    x = torch.randn(1, 3, 128, 128)
+    auto = cnnviz.occlusion(model, x, window=16, stride=16)
+    full = cnnviz.occlusion(model, x, window=16, stride=16, incremental=False)
+    assert auto.incremental and not full.incremental
+    assert (auto.scores - full.scores).abs().max() <= 1e-6 * full.logits.abs().max()
+    small = _net(VggLike)  # a few MFLOP: tracing would cost more than it saves
+    assert not cnnviz.occlusion(small, torch.randn(1, 3, 16, 16, dtype=torch.float64), window=4).incremental
+
+
 def test_unsupported_op_runs_the_rest_in_full():
     net = _net(Unsupported)
     x = torch.randn(2, 3, 16, 16, dtype=torch.float64)
