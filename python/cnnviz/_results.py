@@ -48,7 +48,6 @@ RESULTS: Dict[str, Tuple[str, Dict[str, str]]] = {
         "scores": "(N, nh, nw): drop of the target's score per window position",
         "target": "(N,) int64",
         "logits": "(N, K) for x",
-        "incremental": "True where each window recomputed only what it changes (see docs/attribution.md)",
     }),
     "LimeResult": ("What lime returns.", {
         "map": "(N, H, W): each pixel's segment weight",
