@@ -1,8 +1,9 @@
 """deletion_insertion against straightforward PyTorch loops, in one process at one thread count.
 
 Contenders, all computing the same deletion and insertion curves (checked equal):
-  cnnviz       cnnviz.deletion_insertion: ranks once, builds the 2 N (steps + 1) perturbed
-               images batch_size at a time and runs them as batches
+  cnnviz       cnnviz.deletion_insertion: ranks once, scores x once (the first deletion
+               and last insertion point), builds the other 2 N steps perturbed images
+               batch_size at a time and runs them as batches
   per-step     a loop over the steps: for each step and curve, one forward of the N images
                at that step (2 (steps + 1) forwards of N images)
   per-image    a loop over images and steps, one forward per perturbed image (how the RISE
@@ -139,8 +140,10 @@ def workload(name, model, x, steps, repeats, per_image_loop=True, profile=False)
             cpu[key].append(time.process_time() - c0)
     n = x.shape[0]
     batch_size = cnnviz.faithfulness._DI.batch_size
-    forwards = {"cnnviz": f"{-(-2 * n * (steps + 1) // batch_size) + 1} (batches of {batch_size})",
-                "per-step": f"{2 * (steps + 1)} of {n}", "per-image": f"{2 * n * (steps + 1)} of 1"}
+    # cnnviz scores x once (deletion's first point, insertion's last) and runs the other 2 n steps images.
+    forwards = {"cnnviz": f"{-(-2 * n * steps // batch_size) + 1}: {2 * n * steps + n} images",
+                "per-step": f"{2 * (steps + 1)}: {2 * n * (steps + 1)} images",
+                "per-image": f"{2 * n * (steps + 1)}: {2 * n * (steps + 1)} images"}
     base, base_cpu = statistics.median(times["cnnviz"]), statistics.median(cpu["cnnviz"])
     for key in contenders:
         t = times[key]

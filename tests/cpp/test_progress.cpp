@@ -135,12 +135,15 @@ TEST_CASE("every analysis loop stops when the progress callback says so") {
     auto r = cnnviz::deletion_insertion(model, x, torch::rand({2, 12, 12}), {},
                                         cnnviz::DeletionInsertionOptions().steps(10).batch_size(4).progress(s.callback()));
     CHECK(s.calls == 1);
-    CHECK(s.last_total == 2 * 2 * 11);
+    CHECK(s.last_total == 2 * 2 * 10);
     CHECK(r.stopped_early);
-    // The first batch (4 of the 44 images: deletion steps 0-3 of image 0) is scored, the rest is NaN.
-    CHECK_FALSE(torch::isnan(r.deletion[0].slice(0, 0, 4)).any().item<bool>());
-    CHECK(torch::isnan(r.deletion[0].slice(0, 4)).all().item<bool>());
-    CHECK(torch::isnan(r.insertion).all().item<bool>());
+    // Scored: x itself (deletion's step 0, insertion's step 10) and the first batch (deletion
+    // steps 1-4 of image 0); the rest is NaN.
+    CHECK_FALSE(torch::isnan(r.deletion[0].slice(0, 0, 5)).any().item<bool>());
+    CHECK(torch::isnan(r.deletion[0].slice(0, 5)).all().item<bool>());
+    CHECK(torch::isnan(r.deletion[1].slice(0, 1)).all().item<bool>());
+    CHECK(torch::isnan(r.insertion.slice(1, 0, 10)).all().item<bool>());
+    CHECK(torch::equal(r.deletion.select(1, 0), r.insertion.select(1, 10)));
   }
   SUBCASE("sanity_check") {
     StopAtFirst s;
