@@ -81,29 +81,35 @@ def compare(args):
     tmp = tempfile.mkdtemp(prefix="cnnviz-bench-")
     methods = ["saliency", "grad_cam", "ig"]
     times = {(m, who): [] for m in methods for who in ("loop", "run")}
+    cpu = {(m, who): [] for m in methods for who in ("loop", "run")}
     try:
         for _ in range(args.repeats):
             for m in methods:
                 paths = files(count[m])
                 for who in ("loop", "run"):  # interleaved
-                    t0 = time.perf_counter()
+                    t0, c0 = time.perf_counter(), time.process_time()
                     if who == "loop":
                         user_loop(model, paths, m, os.path.join(tmp, "loop.npy"))
                     else:
                         run_call(model, paths, m, os.path.join(tmp, "run"), args.batch_size)
                     times[(m, who)].append(time.perf_counter() - t0)
-                    print(f"# {m} {who}: {times[(m, who)][-1]:.2f} s for {count[m]} images", flush=True)
+                    cpu[(m, who)].append(time.process_time() - c0)
+                    print(f"# {m} {who}: {times[(m, who)][-1]:.2f} s wall, {cpu[(m, who)][-1]:.2f} s CPU for "
+                          f"{count[m]} images", flush=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print(f"\nResNet-20 (pretrained), CIFAR-10 images (32x32, read from PNG), "
           f"{args.threads} threads, batch {args.batch_size}, median of {args.repeats} interleaved repeats (min-max)\n")
-    print("| method | images | per-image loop | images/s | cnnviz.run | images/s | speed-up |")
-    print("|---|---|---|---|---|---|---|")
+    print("| method | images | per-image loop | images/s | cnnviz.run | images/s | speed-up | "
+          "CPU s loop / run | speed-up by CPU |")
+    print("|---|---|---|---|---|---|---|---|---|")
     names = {"saliency": "saliency", "grad_cam": "Grad-CAM (layer3)", "ig": f"IG ({IG_STEPS} steps)"}
     for m in methods:
         lo, ru = statistics.median(times[(m, "loop")]), statistics.median(times[(m, "run")])
+        clo, cru = statistics.median(cpu[(m, "loop")]), statistics.median(cpu[(m, "run")])
         print(f"| {names[m]} | {count[m]} | {spread(times[(m, 'loop')])} | {count[m] / lo:.0f} | "
-              f"{spread(times[(m, 'run')])} | {count[m] / ru:.0f} | {lo / ru:.1f}x |")
+              f"{spread(times[(m, 'run')])} | {count[m] / ru:.0f} | {lo / ru:.1f}x | {clo:.1f} / {cru:.1f} | "
+              f"{clo / cru:.1f}x |")
 
 
 def scaling(args):
