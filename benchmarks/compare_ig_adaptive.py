@@ -300,7 +300,7 @@ def main():
     ap.add_argument("--scan-to", type=int, default=0,
                     help="also run the ladder counts above the smallest meeting the tolerance, up to this "
                          "one: whether every larger count meets it too")
-    ap.add_argument("--stages", nargs="+", default=["fixed", "reference", "adaptive"],
+    ap.add_argument("--stages", nargs="*", default=["fixed", "reference", "adaptive"],
                     choices=["fixed", "reference", "adaptive"])
     ap.add_argument("--state", default=None, help="a file keeping the stages' results between runs (torch.save)")
     ap.add_argument("--check-images", type=int, default=20,
