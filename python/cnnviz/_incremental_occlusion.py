@@ -351,6 +351,7 @@ class Clean:
         self._padded: Dict[tuple, torch.Tensor] = {}
 
     def padded(self, node: fx.Node, p: Tuple[int, int], extra: Tuple[int, int], value: float) -> torch.Tensor:
+        """The node's map padded by p before and extra after (made once per image)."""
         key = (node, p, extra, value)
         t = self._padded.get(key)
         if t is None:
@@ -554,6 +555,17 @@ def geometry(plan: Plan, windows: Sequence[Tuple[int, int]], window: Tuple[int, 
 # Execution
 
 
+def _runs(items: List[int]) -> List[Tuple[int, int]]:
+    """Sorted indices as [lo, hi) runs of consecutive values."""
+    runs: List[Tuple[int, int]] = []
+    for i in items:
+        if runs and runs[-1][1] == i:
+            runs[-1] = (runs[-1][0], i + 1)
+        else:
+            runs.append((i, i + 1))
+    return runs
+
+
 class _Batch:
     """One batch of windows over one image: item i is that image (clean values `clean`) with
     the window at windows[i] occluded (batch[i])."""
@@ -564,30 +576,33 @@ class _Batch:
         self.values: Dict[fx.Node, Any] = {}
         self.full: Dict[fx.Node, Any] = {}
 
-    def _crops(self, node: Optional[fx.Node], source: torch.Tensor, shift: Tuple[int, int], starts, length):
-        """Crops (B, C, L, L') of `source` (one clean map of `node`, padded by `shift`, or one
-        map per item) at padded `starts`, with `node`'s changed rectangle pasted in. A few
-        gathers for the whole batch: slicing per item would be one small op per item and
-        layer, each paying the thread pool's start-up."""
-        b, c = self.b, source.shape[1]
-        wp = source.shape[3]
-        st = torch.tensor(starts, dtype=torch.long).view(b, 2)
-        ys = st[:, :1] + torch.arange(length[0]).view(1, -1)  # (B, L) padded rows
-        xs = st[:, 1:] + torch.arange(length[1]).view(1, -1)
-        pos = (ys.unsqueeze(2) * wp + xs.unsqueeze(1)).view(b, 1, -1)
-        flat = source.flatten(2)
-        out = torch.gather(flat.expand(b, c, flat.shape[2]), 2, pos.expand(b, c, pos.shape[2]))
+    def _crops(self, node: Optional[fx.Node], source: torch.Tensor, shift: Tuple[int, int], starts, length,
+               per_item: bool = False) -> torch.Tensor:
+        """Crops (B, C, L, L') of `source` (one clean map of `node` (1, C, H', W'), padded by
+        `shift`; with `per_item` one map per item) at padded `starts`, with `node`'s changed
+        rectangle pasted in. One stack of the crops, then one copy per group of items whose
+        rectangle sits at the same place in its crop (most of a batch): few kernels per layer,
+        because each small kernel can wait on the thread pool of a busy machine."""
+        out = torch.stack([source[i if per_item else 0, :, y:y + length[0], x:x + length[1]]
+                           for i, (y, x) in enumerate(starts)])
         mode = self.geo[node] if node is not None else None
-        if isinstance(mode, Region):
-            r = self.values[node]
-            at = torch.tensor(mode.o, dtype=torch.long).view(b, 2) + torch.tensor(shift).view(1, 2)
-            ry, rx = ys - at[:, :1], xs - at[:, 1:]  # rows / columns in the region's frame
-            valid = (((ry >= 0) & (ry < mode.s[0])).unsqueeze(2) & ((rx >= 0) & (rx < mode.s[1])).unsqueeze(1))
-            rpos = (ry.clamp(0, mode.s[0] - 1).unsqueeze(2) * mode.s[1]
-                    + rx.clamp(0, mode.s[1] - 1).unsqueeze(1)).view(b, 1, -1)
-            pasted = torch.gather(r.flatten(2), 2, rpos.expand(b, r.shape[1], rpos.shape[2]))
-            out = torch.where(valid.view(b, 1, -1), pasted, out)
-        return out.view(b, c, length[0], length[1])
+        if not isinstance(mode, Region):
+            return out
+        r = self.values[node]
+        groups: Dict[tuple, List[int]] = {}
+        for i, (y, x) in enumerate(starts):
+            ry, rx = mode.o[i][0] + shift[0], mode.o[i][1] + shift[1]
+            a0, a1 = max(ry, y), min(ry + mode.s[0], y + length[0])
+            b0, b1 = max(rx, x), min(rx + mode.s[1], x + length[1])
+            if a0 < a1 and b0 < b1:
+                groups.setdefault((a0 - y, a1 - y, b0 - x, b1 - x, a0 - ry, a1 - ry, b0 - rx, b1 - rx), []).append(i)
+        for (d0, d1, e0, e1, s0, s1, t0, t1), items in groups.items():
+            if len(items) == self.b:
+                out[:, :, d0:d1, e0:e1] = r[:, :, s0:s1, t0:t1]
+            else:
+                for lo, hi in _runs(items):
+                    out[lo:hi, :, d0:d1, e0:e1] = r[lo:hi, :, s0:s1, t0:t1]
+        return out
 
     def materialized(self, node: fx.Node):
         """The node's value for the whole batch."""
@@ -602,7 +617,8 @@ class _Batch:
         if value is None:
             t = self.clean.values[node]
             if isinstance(mode, Region):
-                value = self._crops(node, t, (0, 0), [(0, 0)] * self.b, tuple(t.shape[2:]))
+                size = tuple(t.shape[2:])
+                value = self._crops(node, t, (0, 0), [(0, 0)] * self.b, size)
             else:
                 value = t.expand((self.b,) + tuple(t.shape[1:])).contiguous()
             self.full[node] = value
@@ -662,7 +678,7 @@ class _Batch:
                 continue
             if n is plan.input:
                 if isinstance(mode, Region):
-                    self.values[n] = self._crops(None, self.batch, (0, 0), mode.o, mode.s)
+                    self.values[n] = self._crops(None, self.batch, (0, 0), mode.o, mode.s, per_item=True)
                 else:
                     self.values[n] = self.batch
             elif isinstance(mode, Region):
