@@ -15,7 +15,9 @@ batched engine runs; and the largest difference between the incremental and full
 
 Usage: python benchmarks/compare_occlusion_incremental.py [--threads 2] [--repeats 3]
        [--models vgg16 resnet18 mobilenet_v2] [--window 32] [--stride 16] [--batch 32] [--profile]
-Prints a Markdown table; --profile adds a torch.profiler table of one incremental call per model.
+       [--one-batch]
+Prints a Markdown table; --profile adds a torch.profiler table of one incremental call per model;
+--one-batch times one batch of windows per model instead of whole calls (busy machines).
 """
 from __future__ import annotations
 
@@ -79,6 +81,38 @@ def bench(name: str, args) -> dict:
     return row
 
 
+def one_batch(name: str, args) -> None:
+    """One batch of windows (from the middle rows: the largest regions, so a conservative
+    ratio) through the incremental engine and through the model, interleaved: for machines
+    too busy to time whole occlusion calls of a large network."""
+    model, x, what = model_and_input(name, args.size)
+    w, s, b = (args.window, args.window), (args.stride, args.stride), args.batch
+    plan = inc.Plan(model, x)
+    positions = inc._positions(args.size, args.size, w, s)
+    start = max(0, len(positions) // 2 - b // 2)
+    chunk = positions[start:start + b]
+    batch = x.repeat(len(chunk), 1, 1, 1)
+    for i, (y, c) in enumerate(chunk):
+        batch[i, :, y:y + w[0], c:c + w[1]] = 0
+    times = {"incremental": [], "full": []}
+    with torch.no_grad():
+        for _ in range(args.repeats):
+            t0 = time.perf_counter()
+            a = inc._Batch(plan, plan.first, batch, chunk, w, inc.MATERIALIZE_FRACTION).run()
+            times["incremental"].append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            f = model(batch)
+            times["full"].append(time.perf_counter() - t0)
+    geo = inc.geometry(plan, chunk, w)
+    executed = sum(inc._node_flops(plan, n, geo[n], len(chunk)) for n in plan.nodes if n.op != "output")
+    full = len(chunk) * sum(inc._node_flops(plan, n, inc.FULL, 1) for n in plan.nodes if n.op != "output")
+    med = {k: statistics.median(v) for k, v in times.items()}
+    print(f"| {name} ({what}), windows {start}-{start + len(chunk) - 1} of {len(positions)} | "
+          + " | ".join(f"{med[k]:.2f} ({min(v):.2f}-{max(v):.2f})" for k, v in times.items())
+          + f" | {med['full'] / med['incremental']:.2f}x | {full / executed:.2f}x | "
+          f"{((a - f).abs().max() / f.abs().max()).item():.1e} |", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, default=2)
@@ -89,20 +123,30 @@ def main() -> None:
     parser.add_argument("--stride", type=int, default=16)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--one-batch", action="store_true",
+                        help="time one batch of windows per model (engine against the model's forward) instead")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.one_batch:
+        print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.size}x{args.size}, window "
+              f"{args.window}, stride {args.stride}, one batch of {args.batch}, {args.repeats} interleaved repeats, "
+              f"load average before {os.getloadavg()[0]:.1f}\n")
+        print("| model, batch | incremental s | full forward s | ratio | FLOP ratio (this batch) | max logit diff |")
+        print("|---|---|---|---|---|---|", flush=True)
+        for name in args.models:
+            one_batch(name, args)
+        print(f"\nload average after {os.getloadavg()[0]:.1f}")
+        return
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.size}x{args.size}, window "
           f"{args.window}, stride {args.stride}, batches of {args.batch}, {args.repeats} interleaved repeats, "
           f"load average before {os.getloadavg()[0]:.1f}\n")
-    rows = []
-    for name in args.models:
-        rows.append(bench(name, args))
-        r = rows[-1]
-        print(f"{name}: done (load average {os.getloadavg()[0]:.1f})", file=sys.stderr, flush=True)
     print("| model | windows | incremental s | full s | reference s | vs full | vs reference | "
           "FLOP saving: theory / executed | max map diff |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    for r in rows:
+    print("|---|---|---|---|---|---|---|---|---|", flush=True)
+    rows = []
+    for name in args.models:
+        r = bench(name, args)
+        rows.append(r)
         t = r["times"]
         med = {k: statistics.median(v) for k, v in t.items()}
         spread = {k: f"{med[k]:.2f} ({min(v):.2f}-{max(v):.2f})" for k, v in t.items()}
@@ -110,7 +154,7 @@ def main() -> None:
         print(f"| {r['name']} ({r['what']}) | {f.positions} | {spread['incremental']} | {spread['full']} | "
               f"{spread['reference']} | {med['full'] / med['incremental']:.2f}x | "
               f"{med['reference'] / med['incremental']:.2f}x | {f.saving:.2f}x / {f.executed_saving:.2f}x | "
-              f"{r['diff']:.1e} |")
+              f"{r['diff']:.1e} |", flush=True)
     print(f"\nload average after {os.getloadavg()[0]:.1f}")
     for r in rows:
         if "profile" in r:

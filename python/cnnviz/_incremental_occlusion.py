@@ -30,6 +30,7 @@ from __future__ import annotations
 import inspect
 import math
 import operator
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
@@ -797,8 +798,9 @@ class IncrementalOcclusion:
     instead, so the result never depends on that order being kept."""
 
     def __init__(self, model: nn.Module, plan: Plan, x: torch.Tensor, window: Tuple[int, int],
-                 stride: Tuple[int, int], fraction: float = MATERIALIZE_FRACTION) -> None:
+                 stride: Tuple[int, int], fraction: float = MATERIALIZE_FRACTION, required: bool = False) -> None:
         self.model, self.plan, self.x, self.window, self.fraction = model, plan, x, window, fraction
+        self.required = required
         self.positions = _positions(x.shape[2], x.shape[3], window, stride)
         self.seen = 0
         self.clean_returned = False
@@ -829,17 +831,24 @@ class IncrementalOcclusion:
             windows = [self.positions[k % p] for k in items]
             if not self._only_windows_differ(batch, img, windows):
                 return self._full(batch)
+            try:
+                outputs = []
+                for u in sorted(set(img)):
+                    sel = [i for i in range(b) if img[i] == u]
+                    part = batch[sel[0]:sel[-1] + 1]
+                    outputs.append(_Batch(self.plan, self._clean(u), part, [windows[i] for i in sel], self.window,
+                                          self.fraction).run())
+            except Exception as e:  # noqa: BLE001 - an op the rules misjudged: full inference is always right
+                if self.required:
+                    raise
+                warnings.warn(f"cnnviz: incremental occlusion failed ({type(e).__name__}: {e}); this batch runs "
+                              "full inference", RuntimeWarning, stacklevel=2)
+                return self._full(batch)
             self.batches += 1
-            outputs = []
-            for u in sorted(set(img)):
-                sel = [i for i in range(b) if img[i] == u]
-                part = batch[sel[0]:sel[-1] + 1]
-                outputs.append(_Batch(self.plan, self._clean(u), part, [windows[i] for i in sel], self.window,
-                                      self.fraction).run())
             return outputs[0] if len(outputs) == 1 else _cat(outputs)
 
     def _only_windows_differ(self, batch: torch.Tensor, img: List[int], windows) -> bool:
-        differ = (batch != self.x.index_select(0, torch.tensor(img))).any(1)  # (B, H, W)
+        differ = (batch != self.x.index_select(0, torch.tensor(img, device=self.x.device))).any(1)  # (B, H, W)
         for i, (y, x) in enumerate(windows):
             differ[i, y:y + self.window[0], x:x + self.window[1]] = False
         return not bool(differ.any())
@@ -891,11 +900,15 @@ def prepare(model, x: torch.Tensor, window, stride, batch_size, required: bool
             saved = full - _executed_flops(plan, positions, win, batch_size, MATERIALIZE_FRACTION)
             if saved < AUTO_MIN_SAVED_SHARE * full or saved < AUTO_MIN_SAVED_FLOPS:
                 return None, f"incremental occlusion would save {saved / 1e9:.2g} of {full / 1e9:.2g} GFLOP per image"
-        return IncrementalOcclusion(model, plan, x, win, st), ""
+        return IncrementalOcclusion(model, plan, x, win, st, required=required), ""
     except IncrementalUnsupported as e:
         if required:
             raise
         return None, str(e)
+    except Exception as e:  # noqa: BLE001 - the model's own errors come again from the full path
+        if required:
+            raise
+        return None, f"{type(e).__name__}: {e}"
 
 
 def _check_same_output(traced, eager) -> None:
