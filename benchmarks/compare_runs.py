@@ -217,15 +217,19 @@ def resnet50_cost(args):
     paths = sorted(os.path.join(folder, f) for f in os.listdir(folder))[:args.images]
     tmp = tempfile.mkdtemp(prefix="cnnviz-r50-")
     try:
+        c0 = time.process_time()
         s = cnnviz.run(model, paths, [("ig", {"steps": IG_STEPS, "batch_size": 32})], os.path.join(tmp, "out"),
                        batch_size=args.images, size=224, resize=256, progress=False)
+        cpu = time.process_time() - c0
         chunks = os.path.join(tmp, "out", "chunks")
         size = sum(os.path.getsize(os.path.join(chunks, f)) for f in os.listdir(chunks))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print(f"ResNet-50, IG {IG_STEPS} steps, {args.images} images at 224x224, {args.threads} threads: "
           f"{s.seconds / args.images:.2f} s per image ({s.seconds / args.images / IG_STEPS * 1000:.0f} ms per "
-          f"path point), {size / args.images / 1e3:.0f} kB per image stored")
+          f"path point), {size / args.images / 1e3:.0f} kB per image stored; CPU time of the process "
+          f"{cpu / args.images:.2f} s per image ({cpu / args.images / IG_STEPS * 1000:.0f} ms per path point; "
+          f"load average {os.getloadavg()[0]:.1f})")
 
 
 if __name__ == "__main__":
