@@ -13,6 +13,7 @@
 #include "cnnviz/analysis/layer_information.hpp"
 #include "cnnviz/script_model.hpp"
 #include "optimization_fixtures.hpp"
+#include "paths.hpp"
 
 namespace {
 
@@ -45,7 +46,7 @@ std::vector<double> naive_ranks(const std::vector<double>& v) {
 
 std::string data_dir() {
   const char* env = std::getenv("CNNVIZ_DATA");
-  std::string dir = env ? env : std::string(CNNVIZ_SOURCE_DIR) + "/../shared/data";
+  std::string dir = env ? env : cnnviz_test::source_dir() + "/../shared/data";
   return std::ifstream(dir + "/README.md").good() ? dir : std::string();
 }
 

@@ -8,6 +8,7 @@
 #include <system_error>
 
 #include "cnnviz/image.hpp"
+#include "paths.hpp"
 
 namespace fs = std::filesystem;
 
@@ -16,7 +17,7 @@ namespace {
 // The sample-data folder, or "" when it is missing (tests that need it then skip).
 std::string data_dir() {
   const char* env = std::getenv("CNNVIZ_DATA");
-  fs::path dir = env ? fs::path(env) : fs::path(CNNVIZ_SOURCE_DIR) / ".." / "shared" / "data";
+  fs::path dir = env ? fs::path(env) : fs::path(cnnviz_test::source_dir()) / ".." / "shared" / "data";
   return fs::is_directory(dir / "images") ? dir.string() : "";
 }
 

@@ -7,6 +7,7 @@
 
 #include "cnnviz/detail/checked_size.hpp"
 #include "cnnviz/model.hpp"
+#include "paths.hpp"
 
 TEST_CASE("SequentialModel captures children in order") {
   torch::manual_seed(0);
@@ -186,7 +187,7 @@ TEST_CASE("load_labels reads the label sets by name and files by path") {
   REQUIRE(imagenet.size() == 1000);
   REQUIRE(cifar10.size() == 10);
   CHECK(cifar10[3] == "cat");
-  CHECK(imagenet == cnnviz::load_labels(std::string(CNNVIZ_SOURCE_DIR) + "/python/cnnviz/labels/imagenet_classes.txt"));
+  CHECK(imagenet == cnnviz::load_labels(cnnviz_test::source_dir() + "/python/cnnviz/labels/imagenet_classes.txt"));
   // A NUL byte would cut the path where the C library reads it: refused, as by every loader.
   CHECK_THROWS_WITH_AS(cnnviz::load_labels(std::string("imagenet\0.txt", 13)), doctest::Contains("NUL byte"),
                        c10::ValueError);

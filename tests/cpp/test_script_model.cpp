@@ -7,12 +7,13 @@
 
 #include "cnnviz/capture.hpp"
 #include "cnnviz/script_model.hpp"
+#include "paths.hpp"
 
 namespace {
 
 std::string data_dir() {
   const char* env = std::getenv("CNNVIZ_DATA");
-  std::string dir = env ? env : std::string(CNNVIZ_SOURCE_DIR) + "/../shared/data";
+  std::string dir = env ? env : cnnviz_test::source_dir() + "/../shared/data";
   return std::ifstream(dir + "/README.md").good() ? dir : std::string();
 }
 
