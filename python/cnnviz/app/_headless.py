@@ -33,7 +33,10 @@ def start(width: int = 1280, height: int = 900):
                  "--allow-file-access-from-files", f"--user-data-dir={profile}", f"--window-size={width},{height}"):
         options.add_argument(flag)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    # The browser is another program: a sanitizer runtime preloaded into this Python
+    # (`make test-asan`) must not be forced into chromedriver and chromium.
+    env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER, env=env), options=options)
     driver._cnnviz_profile = profile
     return driver
 
