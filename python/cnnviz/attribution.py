@@ -15,7 +15,7 @@ from typing import List, Optional, Sequence, Union
 
 import torch
 
-from . import _C
+from . import _C, _plan
 from ._progress import ProgressArg, run_native
 
 __all__ = [
@@ -62,6 +62,7 @@ def saliency(model, x: torch.Tensor, target: TargetLike = None, *,
     sample's target logit with respect to x, ``map`` (N, H, W) its absolute value reduced
     over channels (``reduction``: "max" or "mean"), ``target`` (N,), ``logits`` (N, K).
     """
+    model = _plan.model_for(model, x)
     return _C.saliency(model, x, target, _options(_C.SaliencyOptions, reduction=reduction))
 
 
@@ -76,6 +77,7 @@ def smooth_grad(model, x: torch.Tensor, target: TargetLike = None, *, samples: i
     o = _options(_C.SmoothGradOptions, samples=samples, noise_level=noise_level, batch_size=batch_size,
                  reduction=reduction)
     total = x.shape[0] * samples if x.dim() == 4 else 0
+    model = _plan.model_for(model, x)
     return run_native(_C.smooth_grad, progress, total, "smooth_grad", model, x, target, o)
 
 
@@ -102,6 +104,7 @@ def _cam(method: str, model, x, layer, target, targets, relu, batch_size, progre
         raise ValueError("cnnviz: pass either target or targets, not both")
     ts = [target] if targets is None else list(targets)
     o = _options(_C.CamOptions, relu=relu, batch_size=batch_size)
+    model = _plan.model_for(model, x, layers)
     return run_native(_C.cam, progress if method == "score_cam" else False, None, method,
                       model, x, layers, ts, method, o)
 
@@ -177,6 +180,7 @@ def integrated_gradients(model, x: torch.Tensor, target: TargetLike = None, *,
                  custom_baseline=custom, blur_sigma=blur_sigma, batch_size=batch_size, mean=list(mean),
                  std=list(std), reduction=reduction)
     total = x.shape[0] * steps if x.dim() == 4 else 0
+    model = _plan.model_for(model, x)
     return run_native(_C.integrated_gradients, progress, total, "integrated_gradients", model, x, target, o)
 
 
@@ -194,6 +198,7 @@ def occlusion(model, x: torch.Tensor, target: TargetLike = None, *,
     """
     o = _options(_C.OcclusionOptions, window=_pair(window), stride=_pair(stride), baseline=baseline,
                  score=score, batch_size=batch_size)
+    model = _plan.model_for(model, x)
     return run_native(_C.occlusion, progress, None, "occlusion", model, x, target, o)
 
 
@@ -220,6 +225,7 @@ def lime(model, x: torch.Tensor, target: TargetLike = None, *, segmentation: str
                  keep_probability=keep_probability, kernel_width=kernel_width, ridge=ridge, baseline=baseline,
                  score=score, mean=list(mean), std=list(std), batch_size=batch_size)
     total = x.shape[0] * samples if x.dim() == 4 else 0
+    model = _plan.model_for(model, x)
     return run_native(_C.lime, progress, total, "lime", model, x, target, o)
 
 
