@@ -1,20 +1,25 @@
 """deletion_insertion against straightforward PyTorch loops, in one process at one thread count.
 
 Contenders, all computing the same deletion and insertion curves (checked equal):
-  cnnviz       cnnviz.deletion_insertion: ranks once, builds the 2 N (steps + 1) perturbed
-               images batch_size at a time and runs them as batches
+  cnnviz       cnnviz.deletion_insertion: ranks once, scores x once (the first deletion
+               and last insertion point), builds the other 2 N steps perturbed images
+               batch_size at a time and runs them as batches
   per-step     a loop over the steps: for each step and curve, one forward of the N images
                at that step (2 (steps + 1) forwards of N images)
   per-image    a loop over images and steps, one forward per perturbed image (how the RISE
                reference code runs)
 
-Workloads: the pretrained CIFAR-10 ResNet-20 on the 20 sample images (32x32, steps 32), and
-the pretrained MobileNetV2 on 4 ImageNet samples at 224 (steps 16; without the per-image
-loop, whose single-image forwards take minutes per repeat here). Repeats are interleaved
-(cnnviz, per-step, per-image, cnnviz, ...); the median and the spread (min-max) are printed.
-Counts of forwards are printed too: on a loaded machine they are the steadier answer.
+Workloads: the pretrained CIFAR-10 ResNet-20 on the 20 sample images and on one of them
+(32x32, steps 32), and the pretrained MobileNetV2 on 4 ImageNet samples at 224 (steps 16;
+without the per-image loop, whose single-image forwards take minutes per repeat here). cnnviz
+runs at its default batch_size. Repeats are interleaved (cnnviz, per-step, per-image,
+cnnviz, ...); the median and the spread (min-max) of the wall time are printed, and the
+median CPU time of this process (steadier than the wall time on a shared machine, at one
+thread). Counts of forwards are printed too. ``--profile`` adds, per workload, the share of
+cnnviz's CPU time spent inside the model's forward (the rest is ranking and building the
+perturbed batches).
 
-Usage: python benchmarks/compare_analysis_faithfulness.py [--threads 2] [--repeats 5]
+Usage: python benchmarks/compare_analysis_faithfulness.py [--threads 2] [--repeats 5] [--profile]
 (CNNVIZ_DATA must point at the sample data.) Prints a Markdown table.
 """
 from __future__ import annotations
@@ -84,7 +89,28 @@ def load(paths, size=None):
     return (torch.stack(imgs) - MEAN) / STD
 
 
-def workload(name, model, x, steps, repeats, batch_size, per_image_loop=True):
+class _Timed(torch.nn.Module):
+    """The model, counting the CPU seconds spent in its forward."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model, self.seconds = model, 0.0
+
+    def forward(self, x):
+        t0 = time.process_time()
+        y = self.model(x)
+        self.seconds += time.process_time() - t0
+        return y
+
+
+def forward_share(model, x, attribution, target, steps):
+    timed = _Timed(model).eval()
+    t0 = time.process_time()
+    cnnviz.deletion_insertion(timed, x, attribution, target, steps=steps)
+    return timed.seconds / (time.process_time() - t0)
+
+
+def workload(name, model, x, steps, repeats, per_image_loop=True, profile=False):
     torch.manual_seed(0)
     attribution = torch.rand(x.shape[0], x.shape[2], x.shape[3])
     with torch.no_grad():
@@ -94,7 +120,7 @@ def workload(name, model, x, steps, repeats, batch_size, per_image_loop=True):
     zeros = torch.zeros_like(x)
     contenders = {
         "cnnviz": lambda: (lambda r: (r.deletion, r.insertion))(
-            cnnviz.deletion_insertion(model, x, attribution, target, steps=steps, batch_size=batch_size)),
+            cnnviz.deletion_insertion(model, x, attribution, target, steps=steps)),
         "per-step": lambda: per_step(model, x, attribution, target, steps, zeros, blurred),
     }
     if per_image_loop:
@@ -105,44 +131,55 @@ def workload(name, model, x, steps, repeats, batch_size, per_image_loop=True):
         torch.testing.assert_close(d.float(), ref[0], atol=1e-4, rtol=1e-4, msg=f"{key} deletion differs")
         torch.testing.assert_close(i.float(), ref[1], atol=1e-4, rtol=1e-4, msg=f"{key} insertion differs")
     times = {k: [] for k in contenders}
+    cpu = {k: [] for k in contenders}
     for _ in range(repeats):  # interleaved
         for key, fn in contenders.items():
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             fn()
             times[key].append(time.perf_counter() - t0)
+            cpu[key].append(time.process_time() - c0)
     n = x.shape[0]
-    forwards = {"cnnviz": -(-2 * n * (steps + 1) // batch_size) + 1, "per-step": 2 * (steps + 1),
-                "per-image": 2 * n * (steps + 1)}
-    base = statistics.median(times["cnnviz"])
+    batch_size = cnnviz.faithfulness._DI.batch_size
+    # cnnviz scores x once (deletion's first point, insertion's last) and runs the other 2 n steps images.
+    forwards = {"cnnviz": f"{-(-2 * n * steps // batch_size) + 1}: {2 * n * steps + n} images",
+                "per-step": f"{2 * (steps + 1)}: {2 * n * (steps + 1)} images",
+                "per-image": f"{2 * n * (steps + 1)}: {2 * n * (steps + 1)} images"}
+    base, base_cpu = statistics.median(times["cnnviz"]), statistics.median(cpu["cnnviz"])
     for key in contenders:
         t = times[key]
-        forwards.setdefault(key, 0)
-        med = statistics.median(t)
+        med, med_cpu = statistics.median(t), statistics.median(cpu[key])
         print(f"| {name} | {key} | {forwards[key]} | {med * 1e3:.0f} | {min(t) * 1e3:.0f}-{max(t) * 1e3:.0f} | "
-              f"{med / base:.2f}x |")
+              f"{med / base:.2f}x | {med_cpu * 1e3:.0f} | {med_cpu / base_cpu:.2f}x |")
+    if profile:
+        share = statistics.median(forward_share(model, x, attribution, target, steps) for _ in range(3))
+        print(f"| {name} | cnnviz: share of CPU time in the model's forward | {share:.1%} | | | | | |")
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--workload", nargs="*", default=["resnet20", "mobilenet_v2"])
+    ap.add_argument("--workload", nargs="*", default=["resnet20", "resnet20_one", "mobilenet_v2"])
+    ap.add_argument("--profile", action="store_true")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     data = cnnviz.data_dir()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, repeats {args.repeats} (interleaved)\n")
-    print("| workload | contender | forwards | median ms | spread ms | time / cnnviz |")
-    print("|---|---|---|---|---|---|")
+    print("| workload | contender | forwards | median ms | spread ms | time / cnnviz | CPU ms | CPU / cnnviz |")
+    print("|---|---|---|---|---|---|---|---|")
+    folder = os.path.join(data, "images", "cifar10_samples")
+    cifar = sorted(os.path.join(folder, f) for f in os.listdir(folder) if f.endswith(".png"))
     if "resnet20" in args.workload:
-        folder = os.path.join(data, "images", "cifar10_samples")
-        paths = sorted(os.path.join(folder, f) for f in os.listdir(folder) if f.endswith(".png"))
-        workload("ResNet-20, 20 CIFAR images, steps 32", cnnviz.zoo.pretrained("resnet20"), load(paths), 32,
-                 args.repeats, 64)
+        workload("ResNet-20, 20 CIFAR images, steps 32", cnnviz.zoo.pretrained("resnet20"), load(cifar), 32,
+                 args.repeats, profile=args.profile)
+    if "resnet20_one" in args.workload:
+        workload("ResNet-20, 1 CIFAR image, steps 32", cnnviz.zoo.pretrained("resnet20"), load(cifar[:1]), 32,
+                 args.repeats, profile=args.profile)
     if "mobilenet_v2" in args.workload:
         folder = os.path.join(data, "images", "imagenet_samples")
         paths = sorted(os.path.join(folder, f) for f in os.listdir(folder) if f.endswith(".jpg"))[:4]
         workload("MobileNetV2, 4 ImageNet images at 224, steps 16", cnnviz.zoo.pretrained("mobilenet_v2"),
-                 load(paths, 224), 16, args.repeats, 32, per_image_loop=False)
+                 load(paths, 224), 16, args.repeats, per_image_loop=False, profile=args.profile)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,11 @@
    (batches of 50) against a per-image Python loop (forward hook, Welford update per image).
 
 Contenders are interleaved over the repeats; median and spread (min-max) are reported.
+Wall and CPU time (this process) are both printed: at one thread on a shared machine the CPU
+time is the steadier. ``--cka-profile`` adds the per-batch breakdown of ``cnnviz.cka`` (plain
+forwards, capture, Gram + HSIC).
 Usage: python benchmarks/compare_analysis_filters.py [--threads 1] [--repeats 5] [--memory-only]
+       [--cka-only] [--cka-profile]
 """
 import argparse
 import os
@@ -147,19 +151,72 @@ def run_child(which: str):
     print(f"{peak_rss_mib() - base:.1f}")
 
 
+CPU = {}  # name -> CPU seconds of this process per round (steadier than wall time under load)
+
+
 def interleaved(contenders, repeats):
     times = {name: [] for name in contenders}
     for r in range(repeats + 1):  # the first round warms up and is dropped
         for name, fn in contenders.items():
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             fn()
             if r:
                 times[name].append(time.perf_counter() - t0)
+                CPU.setdefault(name, []).append(time.process_time() - c0)
     return times
 
 
-def fmt(ts):
-    return f"{statistics.median(ts):7.2f} s  ({min(ts):.2f}-{max(ts):.2f})"
+def fmt(ts, name=None):
+    out = f"{statistics.median(ts):7.2f} s  ({min(ts):.2f}-{max(ts):.2f})"
+    if name in CPU:
+        c = CPU[name]
+        out += f"; CPU {statistics.median(c):.2f} s ({min(c):.2f}-{max(c):.2f})"
+    return out
+
+
+def cka_profile(model_a, model_b, x, la, lb, repeats):
+    """CPU milliseconds per batch of BATCH images (both models, 20 layers each): where
+    cnnviz.cka's time goes beyond the forward passes that any implementation needs."""
+    b = x[:BATCH]
+    with torch.no_grad():
+        acts_a = list(cnnviz.feature_maps(model_a, b, la).values())
+        acts_b = list(cnnviz.feature_maps(model_b, b, lb).values())
+    acc = cnnviz.representation.CKAAccumulator(la, lb)
+    kept = {}
+
+    def plain():
+        with torch.no_grad():
+            model_a(b), model_b(b)
+
+    def hooked():  # Python forward hooks keeping the 40 outputs, as the reference does
+        handles = []
+        for m, names in ((model_a, la), (model_b, lb)):
+            mods = dict(m.named_modules())
+            handles += [mods[n].register_forward_hook(lambda _m, _i, o, n=n: kept.__setitem__(n, o)) for n in names]
+        with torch.no_grad():
+            model_a(b), model_b(b)
+        for h in handles:
+            h.remove()
+        kept.clear()
+
+    def captured():
+        with torch.no_grad():
+            cnnviz.feature_maps(model_a, b, la), cnnviz.feature_maps(model_b, b, lb)
+
+    contenders = {"plain forwards": plain, "forwards with Python hooks keeping the layers": hooked,
+                  "cnnviz capture of the 40 layers": captured,
+                  "Gram + HSIC update (activations given)": lambda: acc.update(acts_a, acts_b),
+                  "update_from_models (capture + Gram + HSIC)": lambda: acc.update_from_models(model_a, model_b, b)}
+    cpu = {k: [] for k in contenders}
+    for r in range(repeats + 1):
+        for k, fn in contenders.items():
+            c0 = time.process_time()
+            fn()
+            if r:
+                cpu[k].append(time.process_time() - c0)
+    print(f"\nPer batch of {BATCH} (CPU ms, median of {repeats} interleaved rounds, min-max):")
+    for k, c in cpu.items():
+        print(f"  {k:45s}: {statistics.median(c) * 1e3:6.0f}  ({min(c) * 1e3:.0f}-{max(c) * 1e3:.0f})")
 
 
 def main():
@@ -168,6 +225,8 @@ def main():
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--child", choices=["ours", "reference"])
     ap.add_argument("--memory-only", action="store_true")
+    ap.add_argument("--cka-only", action="store_true", help="skip filter_statistics")
+    ap.add_argument("--cka-profile", action="store_true", help="also the per-batch breakdown of cnnviz.cka")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     if args.child:
@@ -197,13 +256,22 @@ def main():
                      "full-data reference": lambda: reference_cka(model_a, model_b, x, la, lb),
                      "forward passes alone": forwards}, args.repeats)
     for name, ts in t.items():
-        print(f"  {name:22s}: {fmt(ts)}")
+        print(f"  {name:22s}: {fmt(ts, name)}")
     m_ours, m_ref, m_fwd = (statistics.median(t[k]) for k in ("cnnviz.cka", "full-data reference",
                                                                 "forward passes alone"))
     print(f"  ratio end to end: {m_ref / m_ours:.1f}x; CKA work beyond the forwards: "
           f"{(m_ref - m_fwd) / max(m_ours - m_fwd, 1e-9):.1f}x")
+    if CPU:
+        c_ours, c_ref, c_fwd = (statistics.median(CPU[k]) for k in ("cnnviz.cka", "full-data reference",
+                                                                     "forward passes alone"))
+        print(f"  by CPU time: end to end {c_ref / c_ours:.2f}x; the forwards bound any implementation to "
+              f"{c_ref / c_fwd:.2f}x; cnnviz.cka spends {c_ours / c_fwd:.2f}x the plain forwards")
+    if args.cka_profile:
+        cka_profile(model_a, model_b, x, la, lb, args.repeats)
     mem_ours, mem_ref = peak_memory("ours", args.threads), peak_memory("reference", args.threads)
     print(f"  peak memory above the loaded models: cnnviz.cka {mem_ours:.0f} MiB, reference {mem_ref:.0f} MiB")
+    if args.cka_only:
+        return
 
     layer = "layer2"
     s_ours, s_ref = ours_statistics(model_a, x, layer), reference_statistics(model_a, x, layer)
@@ -212,7 +280,7 @@ def main():
     t = interleaved({"cnnviz (DataLoader, 50)": lambda: ours_statistics(model_a, x, layer),
                      "per-image Python loop": lambda: reference_statistics(model_a, x, layer)}, args.repeats)
     for name, ts in t.items():
-        print(f"  {name:24s}: {fmt(ts)}")
+        print(f"  {name:24s}: {fmt(ts, name)}")
     print(f"  ratio: {statistics.median(t['per-image Python loop']) / statistics.median(t['cnnviz (DataLoader, 50)']):.1f}x")
 
 

@@ -12,6 +12,7 @@ Usage:
   python benchmarks/compare_runs.py [--threads 2] [--images 1000] [--ig-images N] [--repeats 3]
   python benchmarks/compare_runs.py --scaling [--images 1000] [--repeats 3]
   python benchmarks/compare_runs.py --resnet50 [--images 4]   (per-image cost behind docs/runs.md's estimate)
+  python benchmarks/compare_runs.py --ig-profile --threads 1 --ig-images 64   (where IG's time goes)
 (CNNVIZ_DATA must point at the sample data.) Prints Markdown tables.
 """
 from __future__ import annotations
@@ -59,8 +60,13 @@ def user_loop(model, paths, method, out):
     np.save(out, np.concatenate(maps))
 
 
+# Path points per forward/backward pass in a run's IG: the fastest of 16-256 on this CPU
+# at one thread (--ig-profile); 256 was 1.2x slower (its activations leave the caches).
+IG_BATCH = 64
+
+
 def run_call(model, paths, method, out, batch_size):
-    spec = ("integrated_gradients", {"steps": IG_STEPS, "batch_size": 256}) if method == "ig" else method
+    spec = ("integrated_gradients", {"steps": IG_STEPS, "batch_size": IG_BATCH}) if method == "ig" else method
     cnnviz.run(model, paths, [spec], out, batch_size=batch_size, size=32, progress=False, overwrite=True)
 
 
@@ -123,7 +129,7 @@ def scaling(args):
                     shutil.rmtree(out, ignore_errors=True)
                     cmd = [sys.executable, "-m", "cnnviz.runs.torchrun", "--standalone", *nproc, "-m", "cnnviz.cli",
                            "run", "--model", "resnet20", "--data", f"{listing}_{m}.txt", "--methods", m, "--set",
-                           f"ig.steps={IG_STEPS}", "--set", "ig.batch_size=256", "--out", out,
+                           f"ig.steps={IG_STEPS}", "--set", f"ig.batch_size={IG_BATCH}", "--out", out,
                            "--batch-size", str(args.batch_size), "--workers", "0", "--no-progress"]
                     if m != "ig":
                         cmd = [a for a in cmd if not a.startswith("ig.") and a != "--set"]
@@ -146,6 +152,51 @@ def scaling(args):
         ratio = statistics.median(times[(m, "1 process, 1 thread")]) / statistics.median(
             times[(m, "2 processes (torchrun), 1 thread each")])
         print(f"| {m} | " + " | ".join(cells) + f" | {ratio:.2f}x |")
+
+
+def ig_profile(args):
+    """Where IG's time goes in a run: CPU seconds per image (this process, steadier than wall
+    time on a shared machine) of the run, of cnnviz.integrated_gradients alone on the decoded
+    batch at several path-point batch sizes, of the bare forward/backward arithmetic, and of
+    the per-image loop. Every contender computes 32 path points per image (one forward and
+    one backward to the input each); the run adds a forward of x and the baseline."""
+    torch.set_num_threads(args.threads)
+    model = cnnviz.zoo.pretrained("resnet20")
+    n = args.ig_images or 64
+    paths = files(n)
+    x = torch.cat([cnnviz.preprocess(cnnviz.load_image(p), size=32) for p in paths])
+    tmp = tempfile.mkdtemp(prefix="cnnviz-igprof-")
+
+    def arithmetic(bs):
+        xs = x.repeat(IG_STEPS, 1, 1, 1)
+        for s in range(0, len(xs), bs):
+            xi = xs[s:s + bs].clone().requires_grad_(True)
+            torch.autograd.grad(model(xi)[:, 0].sum(), xi)
+
+    contenders = {"cnnviz.run (batch 64, IG batch %d)" % IG_BATCH:
+                  lambda: run_call(model, paths, "ig", os.path.join(tmp, "run"), 64)}
+    for bs in (16, 32, 64, 128, 256):
+        contenders[f"integrated_gradients, batch {bs}"] = (
+            lambda bs=bs: cnnviz.integrated_gradients(model, x, steps=IG_STEPS, batch_size=bs))
+    for bs in (32, 64, 256):
+        contenders[f"forward+backward only, batch {bs}"] = lambda bs=bs: arithmetic(bs)
+    contenders["per-image loop (Captum-style, 32 points per call)"] = (
+        lambda: user_loop(model, paths, "ig", os.path.join(tmp, "loop.npy")))
+    cpu = {k: [] for k in contenders}
+    try:
+        for _ in range(args.repeats):
+            for key, fn in contenders.items():
+                c0 = time.process_time()
+                fn()
+                cpu[key].append(time.process_time() - c0)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(f"\nIG ({IG_STEPS} steps) on ResNet-20, {n} images, {args.threads} thread(s): CPU ms per image, "
+          f"median of {args.repeats} interleaved repeats (min-max)\n")
+    print("| contender | CPU ms per image | spread |")
+    print("|---|---|---|")
+    for key, t in cpu.items():
+        print(f"| {key} | {statistics.median(t) / n * 1e3:.0f} | {min(t) / n * 1e3:.0f}-{max(t) / n * 1e3:.0f} |")
 
 
 def resnet50_cost(args):
@@ -181,6 +232,10 @@ if __name__ == "__main__":
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--scaling", action="store_true")
     p.add_argument("--resnet50", action="store_true")
+    p.add_argument("--ig-profile", action="store_true")
     p.add_argument("--methods", nargs="+", default=["saliency", "ig"])
     a = p.parse_args()
-    scaling(a) if a.scaling else resnet50_cost(a) if a.resnet50 else compare(a)
+    if a.ig_profile:
+        ig_profile(a)
+    else:
+        scaling(a) if a.scaling else resnet50_cost(a) if a.resnet50 else compare(a)

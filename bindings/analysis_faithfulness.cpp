@@ -194,6 +194,8 @@ void bind_adversarial_report(py::module_& m) {
       .def_property_readonly("most_affected_layer", [](const AdversarialReport& r) -> py::object {
         return r.most_affected >= 0 ? py::cast(r.layers[static_cast<size_t>(r.most_affected)]) : py::none();
       })
+      // The attack's: a stopped PGD leaves a partial attack, reported on like a whole one.
+      .def_property_readonly("stopped_early", [](const AdversarialReport& r) { return r.attack.stopped_early; })
       .def("__repr__", [](const AdversarialReport& r) {
         std::ostringstream os;
         os << "AdversarialReport(prediction " << brief(r.attack.prediction_before) << " -> "

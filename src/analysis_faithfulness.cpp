@@ -210,28 +210,35 @@ DeletionInsertionResult deletion_insertion(const AnyModel& model, const torch::T
   r.fractions = counts.to(torch::kDouble) / p;
   auto counts_dev = counts.to(x.device());
 
-  // Item j: curve j / (N (S + 1)) (0 deletion, 1 insertion), image (j / (S + 1)) % N, step j % (S + 1).
-  const int64_t per_curve = n * (s + 1), total = 2 * per_curve;
-  auto scores = torch::full({total}, std::numeric_limits<double>::quiet_NaN(), x.options().dtype(torch::kDouble));
+  // Deletion's step 0 and insertion's step S are x itself, whose scores the logits above
+  // give: only the other 2 N S images run. Item j: curve j / (N S) (0 deletion, 1
+  // insertion), image (j / S) % N, step j % S (+ 1 for deletion).
+  const int64_t per_curve = n * (s + 1), total = 2 * n * s;
+  auto scores = torch::full({2, n, s + 1}, std::numeric_limits<double>::quiet_NaN(), x.options().dtype(torch::kDouble));
+  auto own = detail::class_score(r.logits, r.target, options.score()).to(torch::kDouble);
+  scores.select(0, 0).select(1, 0).copy_(own);
+  scores.select(0, 1).select(1, s).copy_(own);
+  auto flat = scores.view({-1});
   auto bases = torch::cat({deletion_base, insertion_base});  // (2 N, C, H, W)
   bool done = detail::for_each_batch(total, options.batch_size(), options.progress(), [&](int64_t b, int64_t e) {
     auto idx = torch::arange(b, e, long_opts);
-    auto curve = idx.div(per_curve, "floor"), rem = idx.remainder(per_curve);
-    auto img = rem.div(s + 1, "floor"), step = rem.remainder(s + 1);
+    auto curve = idx.div(n * s, "floor"), rem = idx.remainder(n * s);
+    auto img = rem.div(s, "floor"), step = rem.remainder(s) + curve.eq(0);
     auto changed = rank.index_select(0, img) < counts_dev.index_select(0, step).view({-1, 1});  // (B, P)
     // Deletion takes changed pixels from its baseline, insertion keeps only those from x.
     auto from_base = changed.ne(curve.eq(1).view({-1, 1})).view({-1, 1, h, w});
     auto images = torch::where(from_base, bases.index_select(0, curve * n + img), x.index_select(0, img));
     auto logits = detail::checked_logits(model.forward(images), e - b).to(x.scalar_type());
-    scores.slice(0, b, e).copy_(detail::class_score(logits, r.target.index_select(0, img), options.score()));
+    flat.index_copy_(0, curve * per_curve + img * (s + 1) + step,
+                     detail::class_score(logits, r.target.index_select(0, img), options.score()).to(torch::kDouble));
     return 0.0;
   });
   r.stopped_early = !done;
   scores = scores.to(torch::kCPU);
-  r.deletion = scores.slice(0, 0, per_curve).view({n, s + 1}).to(x.scalar_type());
-  r.insertion = scores.slice(0, per_curve).view({n, s + 1}).to(x.scalar_type());
-  r.deletion_auc = torch::trapz(scores.slice(0, 0, per_curve).view({n, s + 1}), r.fractions, 1);
-  r.insertion_auc = torch::trapz(scores.slice(0, per_curve).view({n, s + 1}), r.fractions, 1);
+  r.deletion = scores[0].to(x.scalar_type());
+  r.insertion = scores[1].to(x.scalar_type());
+  r.deletion_auc = torch::trapz(scores[0], r.fractions, 1);
+  r.insertion_auc = torch::trapz(scores[1], r.fractions, 1);
   return r;
 }
 

@@ -15,6 +15,7 @@ class AdversarialReport:
     saliency_after: Attribution
     saliency_before: Attribution
     saliency_correlation: torch.Tensor
+    stopped_early: bool
 
 class AdversarialReportOptions:
     def __init__(self: AdversarialReportOptions) -> None: ...

@@ -38,6 +38,17 @@ def _label(index: int, labels: Optional[Sequence[str]]) -> str:
     return labels[index] if labels and 0 <= index < len(labels) else str(index)
 
 
+def _title_and_input(fig, ax, grid, title, x, index, mean, std) -> int:
+    """Titles the plot ``ax`` and puts the input thumbnail first on the grid's second row
+    when ``x`` is given; returns the first free column of that row."""
+    if title:
+        ax.set_title(title)
+    if x is None:
+        return 0
+    _show(fig.add_subplot(grid[1, 0]), _pixels(x, index, mean, std), "input")
+    return 1
+
+
 def show_layer_information(info, x: Optional[torch.Tensor] = None, index: int = 0, *,
                            mean: Sequence[float] = _image.IMAGENET_MEAN, std: Sequence[float] = _image.IMAGENET_STD,
                            title: Optional[str] = "How much of the image each layer keeps", figsize=None):
@@ -71,12 +82,7 @@ def show_layer_information(info, x: Optional[torch.Tensor] = None, index: int = 
     ax.set_xticklabels(sizes, fontsize=7)
     ax.set_xlim(-0.5, n - 0.5)
     ax.grid(alpha=0.3)
-    if title:
-        ax.set_title(title)
-    col = 0
-    if x is not None:
-        _show(fig.add_subplot(grid[1, 0]), _pixels(x, index, mean, std), "input")
-        col = 1
+    col = _title_and_input(fig, ax, grid, title, x, index, mean, std)
     for l, inv in enumerate(info.inversions):
         _show(fig.add_subplot(grid[1, col + l]), _pixels(inv.image, index, mean, std),
               f"{layers[l]}\nSSIM {ssim[l]:.2f}")
@@ -151,12 +157,7 @@ def show_sanity_check(result, x: Optional[torch.Tensor] = None, index: int = 0, 
     ax.set_ylim(min(-0.2, float(np.nanmin(rho)) - 0.05), 1.05)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    if title:
-        ax.set_title(title)
-    col = 0
-    if x is not None:
-        _show(fig.add_subplot(grid[1, 0]), _pixels(x, index, mean, std), "input")
-        col = 1
+    col = _title_and_input(fig, ax, grid, title, x, index, mean, std)
     _show(fig.add_subplot(grid[1, col]), result.original[index].float().numpy(), "original", "viridis")
     for j, step in enumerate(shown):
         _show(fig.add_subplot(grid[1, col + 1 + j]), result.maps[step, index].float().numpy(),

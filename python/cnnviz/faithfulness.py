@@ -19,7 +19,7 @@ from typing import Any, Callable, Optional, Sequence, Union
 import torch
 
 from . import _C
-from ._progress import Progress, ProgressArg, warn_if_interrupted
+from ._progress import ProgressArg, run_native
 from .attribution import TargetLike
 
 __all__ = [
@@ -75,8 +75,9 @@ def deletion_insertion(model, x: torch.Tensor, attribution: MapLike, target: Tar
     first (ties in a random order seeded by ``seed``). Deletion replaces the top
     ``round(k P / steps)`` of the P pixels by the deletion baseline, insertion puts them into
     the insertion baseline, for k = 0..steps; the target's ``score`` ("probability", RISE's
-    choice, or "logit") is recorded at each step. The 2 N (steps + 1) images run
-    ``batch_size`` at a time.
+    choice, or "logit") is recorded at each step. The 2 N steps perturbed images run
+    ``batch_size`` at a time (deletion's first point and insertion's last are x itself,
+    scored by one forward of x).
 
     ``attribution``: a map (N, h, w), (N, 1, h, w) or (h, w) for one image, or a method's
     result (a CAM's ``upsampled`` map, else its ``map``); a coarser map with the image's
@@ -102,11 +103,9 @@ def deletion_insertion(model, x: torch.Tensor, attribution: MapLike, target: Tar
     o = _options(_C.DeletionInsertionOptions, steps=steps, deletion_baseline=deletion_baseline,
                  insertion_baseline=insertion_baseline, custom_baseline=custom, blur_sigma=blur_sigma, score=score,
                  batch_size=batch_size, seed=seed, mean=list(mean), std=list(std))
-    total = 2 * x.shape[0] * (steps + 1) if x.dim() == 4 and steps > 0 else None
-    with Progress(progress, total, "deletion_insertion") as p:
-        r = _C.deletion_insertion(model, x, _map_of(attribution), target, o, p.callback())
-    warn_if_interrupted(r, "deletion_insertion")
-    return r
+    total = 2 * x.shape[0] * steps if x.dim() == 4 and steps > 0 else None
+    return run_native(_C.deletion_insertion, progress, total, "deletion_insertion", model, x, _map_of(attribution),
+                      target, o)
 
 
 def _method_names():
@@ -185,7 +184,4 @@ def sanity_check(method: MethodLike, model: torch.nn.Module, x: torch.Tensor,
     o.group_depth, o.ssim, o.seed = group_depth, ssim, seed
     with torch.no_grad():  # a ScriptModule's deepcopy clones its parameters: keep them leaves
         copy = _copy.deepcopy(model)
-    with Progress(progress, None, "sanity_check") as p:
-        r = _C.sanity_check(fn, model, copy, x, target, o, p.callback())
-    warn_if_interrupted(r, "sanity_check")
-    return r
+    return run_native(_C.sanity_check, progress, None, "sanity_check", fn, model, copy, x, target, o)

@@ -19,7 +19,7 @@ from typing import Any, List, Optional, Sequence, Union
 import torch
 
 from . import _C
-from ._progress import Progress, ProgressArg, warn_if_interrupted
+from ._progress import ProgressArg, run_native
 from .attribution import TargetLike
 
 __all__ = ["LayerInformation", "AdversarialReport", "layer_information", "adversarial_report"]
@@ -98,10 +98,7 @@ def layer_information(model, x: torch.Tensor, layers: Union[LayerLike, Sequence[
     o = _C.LayerInformationOptions()
     o.inversion, o.ssim_window_size, o.ssim_sigma = inv, ssim_window_size, ssim_sigma
     total = iterations * (1 if inv.batch_layers else len(names))
-    with Progress(progress, total, "layer_information") as p:
-        r = _C.layer_information(model, x, names, o, p.callback())
-    warn_if_interrupted(r, "layer_information")
-    return r
+    return run_native(_C.layer_information, progress, total, "layer_information", model, x, names, o)
 
 
 def adversarial_report(model, x: torch.Tensor, target: TargetLike = None, *, attack: str = _REPORT.attack,
@@ -141,7 +138,5 @@ def adversarial_report(model, x: torch.Tensor, target: TargetLike = None, *, att
                              "leaf module with parameters)")
     o.layers = layers or []
     o.saliency_reduction = saliency_reduction
-    with Progress(progress if attack == "pgd" else False, steps, "adversarial_report") as p:
-        r = _C.adversarial_report(model, x, target, o, p.callback())
-    warn_if_interrupted(r, "adversarial_report")
-    return r
+    return run_native(_C.adversarial_report, progress if attack == "pgd" else False, steps, "adversarial_report",
+                      model, x, target, o)

@@ -7,6 +7,9 @@
 #include <string>
 
 #include "cnnviz/adversarial.hpp"
+#include "cnnviz/analysis/adversarial_report.hpp"
+#include "cnnviz/analysis/faithfulness.hpp"
+#include "cnnviz/analysis/layer_information.hpp"
 #include "cnnviz/attribution.hpp"
 #include "cnnviz/inversion.hpp"
 #include "cnnviz/maximization.hpp"
@@ -116,5 +119,62 @@ TEST_CASE("every optimization loop stops when the progress callback says so") {
     auto r = cnnviz::pgd(model, x, {}, cnnviz::PgdOptions().steps(20).progress(s.callback()));
     CHECK(s.calls == 1);
     CHECK(r.stopped_early);
+  }
+}
+
+TEST_CASE("every analysis loop stops when the progress callback says so") {
+  torch::manual_seed(0);
+  torch::nn::Sequential seq(torch::nn::Conv2d(torch::nn::Conv2dOptions(3, 6, 3).padding(1)), torch::nn::ReLU(),
+                            torch::nn::Conv2d(torch::nn::Conv2dOptions(6, 6, 3).padding(1)), torch::nn::ReLU(),
+                            torch::nn::AdaptiveAvgPool2d(1), torch::nn::Flatten(), torch::nn::Linear(6, 3));
+  seq->eval();
+  cnnviz::AnyModel model = cnnviz::SequentialModel(seq);
+  auto x = torch::rand({2, 3, 12, 12});
+  SUBCASE("deletion_insertion") {
+    StopAtFirst s;
+    auto r = cnnviz::deletion_insertion(model, x, torch::rand({2, 12, 12}), {},
+                                        cnnviz::DeletionInsertionOptions().steps(10).batch_size(4).progress(s.callback()));
+    CHECK(s.calls == 1);
+    CHECK(s.last_total == 2 * 2 * 10);
+    CHECK(r.stopped_early);
+    // Scored: x itself (deletion's step 0, insertion's step 10) and the first batch (deletion
+    // steps 1-4 of image 0); the rest is NaN.
+    CHECK_FALSE(torch::isnan(r.deletion[0].slice(0, 0, 5)).any().item<bool>());
+    CHECK(torch::isnan(r.deletion[0].slice(0, 5)).all().item<bool>());
+    CHECK(torch::isnan(r.deletion[1].slice(0, 1)).all().item<bool>());
+    CHECK(torch::isnan(r.insertion.slice(1, 0, 10)).all().item<bool>());
+    CHECK(torch::equal(r.deletion.select(1, 0), r.insertion.select(1, 10)));
+  }
+  SUBCASE("sanity_check") {
+    StopAtFirst s;
+    auto copy = std::dynamic_pointer_cast<torch::nn::SequentialImpl>(seq->clone());
+    REQUIRE(copy);
+    cnnviz::AnyModel copied = cnnviz::SequentialModel(torch::nn::Sequential(copy));
+    cnnviz::AttributionFn sal = [](const cnnviz::AnyModel& m, const torch::Tensor& xx, const torch::Tensor& t) {
+      return cnnviz::saliency(m, xx, cnnviz::Target(t)).map;
+    };
+    auto r = cnnviz::sanity_check(sal, model, copied, x, {}, cnnviz::SanityCheckOptions().progress(s.callback()));
+    CHECK(s.calls == 1);
+    CHECK(s.last_total == 3);  // the Linear and the two convs
+    CHECK(r.stopped_early);
+    CHECK(r.steps == std::vector<std::string>({"6"}));
+    CHECK(r.maps.size(0) == 1);
+  }
+  SUBCASE("layer_information") {
+    StopAtFirst s;
+    auto inv = cnnviz::InversionOptions().iterations(20).progress(s.callback());
+    auto r = cnnviz::layer_information(model, x, {"1", "3"}, cnnviz::LayerInformationOptions().inversion(inv));
+    CHECK(s.calls == 1);
+    CHECK(r.stopped_early);
+    REQUIRE(r.layers.size() == 1);
+    CHECK(r.inversions.front().losses.size(0) == 1);
+  }
+  SUBCASE("adversarial_report") {
+    StopAtFirst s;
+    auto r = cnnviz::adversarial_report(model, x, {},
+                                        cnnviz::AdversarialReportOptions().pgd(cnnviz::PgdOptions().steps(20).progress(s.callback())));
+    CHECK(s.calls == 1);
+    CHECK(r.attack.stopped_early);
+    CHECK(r.saliency_after.map.sizes() == torch::IntArrayRef({2, 12, 12}));
   }
 }

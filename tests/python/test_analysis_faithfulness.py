@@ -81,6 +81,15 @@ def test_deletion_insertion_equals_a_per_step_loop():
     np.testing.assert_allclose(r.deletion_auc.numpy(), np.trapz(d, fr, axis=1), rtol=1e-9)
     np.testing.assert_allclose(r.insertion_auc.numpy(), np.trapz(s, fr, axis=1), rtol=1e-9)
     assert "DeletionInsertionResult(images=3, steps=9" in repr(r)
+    # x itself (deletion's first point, insertion's last) is scored by one forward of x; only
+    # the other 2 N steps images run: 3 + 2 * 3 * 9 rows, in batches of at most 7.
+    rows = []
+    handle = model.register_forward_hook(lambda m, i, o: rows.append(i[0].shape[0]))
+    try:
+        cnnviz.deletion_insertion(model, x, attribution, steps=9, baseline=custom, batch_size=7)
+    finally:
+        handle.remove()
+    assert rows[0] == 3 and sum(rows[1:]) == 2 * 3 * 9 and max(rows[1:]) <= 7, rows
     # RISE's defaults: deleted pixels become 0 (the mean color), insertion starts from a blur.
     r = cnnviz.deletion_insertion(model, x, attribution, steps=4)
     blurred = cnnviz.integrated_gradients(model, x, baseline="blur", steps=2).baseline

@@ -8,34 +8,36 @@ import torch.nn as nn
 import cnnviz
 
 
-class ValueLoop(nn.Module):
-    """Applies `conv` 1 + (number of positive image means) times: data-dependent."""
+class Loop(nn.Module):
+    """Applies `conv` as many times as `repeats(x)` says."""
 
     def __init__(self):
         super().__init__()
         self.conv = nn.Conv2d(3, 3, 3, padding=1)
         self.head = nn.Linear(3, 4)
 
+    def repeats(self, x: torch.Tensor) -> int:
+        raise NotImplementedError
+
     def forward(self, x):
         h = x
-        for _ in range(1 + int((x.mean() > 0).item()) * 3):
+        for _ in range(self.repeats(x)):
             h = torch.tanh(self.conv(h))
         return self.head(h.mean((2, 3)))
 
 
-class ShapeLoop(nn.Module):
-    """Applies `conv` once per 8 pixels of width: decided by the input's shape."""
+class ValueLoop(Loop):
+    """1 + 3 (positive image mean) applications: decided by the input's values."""
 
-    def __init__(self):
-        super().__init__()
-        self.conv = nn.Conv2d(3, 3, 3, padding=1)
-        self.head = nn.Linear(3, 4)
+    def repeats(self, x):
+        return 1 + int((x.mean() > 0).item()) * 3
 
-    def forward(self, x):
-        h = x
-        for _ in range(x.shape[-1] // 8):
-            h = torch.tanh(self.conv(h))
-        return self.head(h.mean((2, 3)))
+
+class ShapeLoop(Loop):
+    """One application per 8 pixels of width: decided by the input's shape."""
+
+    def repeats(self, x):
+        return x.shape[-1] // 8
 
 
 def reference_last_call(model, x, layer="conv"):

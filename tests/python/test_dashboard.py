@@ -351,3 +351,37 @@ def test_an_internal_error_is_a_json_500_and_the_server_goes_on(client, app, mon
     monkeypatch.undo()
     assert client.get("/api/images").status_code == 200
     assert run(client, method="saliency")["state"] == "done"
+
+
+def test_model_info_follows_what_the_model_was_built_for():
+    # A user network recorded once with zoo.describe: the dashboard takes its input size,
+    # class names and normalization instead of guessing 224 and ImageNet.
+    class Tiny(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 4, 3, padding=1)
+            self.fc = torch.nn.Linear(4, 3)
+
+        def forward(self, x):
+            return self.fc(self.conv(x).mean((2, 3)))
+
+    described = cnnviz.zoo.describe(Tiny().eval(), labels=["ant", "bee", "cat"], input_size=(3, 48, 48),
+                                    mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
+    info = model_info(described)
+    assert (info.size, info.labels, info.mean, info.std) == (48, ["ant", "bee", "cat"], (0.5,) * 3, (0.25,) * 3)
+    assert model_info(described, size=64, labels=["a", "b", "c"]).size == 64  # arguments win
+    with pytest.warns(RuntimeWarning, match="input size"):
+        guessed = model_info(Tiny().eval())
+    assert guessed.size == 224 and guessed.labels == []
+    wide = cnnviz.zoo.describe(Tiny().eval(), input_size=(3, 32, 64))
+    with pytest.raises(ValueError, match="square"):
+        model_info(wide)
+
+
+def test_sample_models_need_no_arguments(resnet20):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        info = model_info(resnet20)
+    assert info.size == 32 and info.labels == cnnviz.zoo.cifar10_labels()

@@ -50,7 +50,19 @@ CASES = {
     "invert": lambda m: cnnviz.invert(m, X, "features.2", iterations=400),
     "maximize": lambda m: cnnviz.maximize(m, logit=1, size=(12, 12), iterations=400),
     "deep_dream": lambda m: cnnviz.deep_dream(m, X, "features.2", iterations=200, octaves=2),
+    # The analyses: 2 x 401 perturbed images, 2 x 400 inversion steps, 400 PGD steps.
+    "deletion_insertion": lambda m: cnnviz.deletion_insertion(m, X, torch.rand(1, 12, 12), steps=400, batch_size=1),
+    "layer_information": lambda m: cnnviz.layer_information(m, X, ["features.1", "features.3"], iterations=400),
+    "adversarial_report": lambda m: cnnviz.adversarial_report(m, X, steps=400),
+    # Three randomization steps (fc, features.2, features.0), each map taking 0.4 s: the
+    # signal lands in the first step's map, and the check stops after that step.
+    "sanity_check": lambda m: cnnviz.sanity_check(_slow_saliency, m, X, ssim=False),
 }
+
+
+def _slow_saliency(model, x, target):
+    time.sleep(0.4)
+    return cnnviz.saliency(model, x, target).map
 
 
 @pytest.mark.parametrize("method", sorted(CASES))

@@ -60,7 +60,8 @@ struct DeletionInsertionResult {
 /// recorded as they are deleted from x (replaced by the deletion baseline) and inserted into
 /// the insertion baseline. attribution: (N, h, w), (N, 1, h, w), or (h, w) when N = 1; a
 /// map at lower resolution with x's aspect ratio (a CAM) is upsampled bilinearly to (H, W).
-/// The 2 N (steps + 1) perturbed images run batch_size at a time.
+/// The 2 N steps perturbed images run batch_size at a time (deletion's first point and
+/// insertion's last are x itself, scored by one forward of x).
 DeletionInsertionResult deletion_insertion(const AnyModel& model, const torch::Tensor& x,
                                            const torch::Tensor& attribution, const Target& target = {},
                                            const DeletionInsertionOptions& options = {});

@@ -11,6 +11,7 @@ import collections
 import itertools
 import os
 import threading
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -66,17 +67,36 @@ def _is_cifar_model(model) -> bool:
 
 def model_info(model, labels=None, size: Optional[int] = None, mean: Optional[Sequence[float]] = None,
                std: Optional[Sequence[float]] = None, name: Optional[str] = None) -> ModelInfo:
-    """Describes ``model``: ``size`` defaults to 32 for the sample CIFAR ResNets and 224
-    otherwise; ``labels`` ("imagenet", "cifar10", a list or None) defaults to the ImageNet
-    names for 1000 outputs and the CIFAR-10 names for the sample CIFAR ResNets, else
-    "class k"; ``mean``/``std`` default to ImageNet's (what the sample models use)."""
+    """Describes ``model``. Arguments given win; then what :func:`cnnviz.zoo.info` knows
+    (the sample models, or one recorded with :func:`cnnviz.zoo.describe`); then guesses:
+    ``size`` 32 for the sample CIFAR ResNets, else 224 with a warning (a wrong input size
+    changes the answers silently); ``labels`` ("imagenet", "cifar10", a list or None) the
+    ImageNet names for 1000 outputs, the CIFAR-10 names for the sample CIFAR ResNets, else
+    "class k"; ``mean``/``std`` ImageNet's."""
+    known = cnnviz.zoo.info(model)
+    if size is None and known is not None and known.input_size is not None:
+        _, h, w = known.input_size
+        if h != w:
+            raise ValueError(f"cnnviz: the dashboard shows square inputs; this model was described with "
+                             f"{h}x{w}: pass size=")
+        size = h
     if size is None:
-        size = 32 if _is_cifar_model(model) else 224
+        if _is_cifar_model(model):
+            size = 32
+        else:
+            size = 224
+            warnings.warn("cnnviz: nothing is known about this model's input size; assuming 224x224 (pass "
+                          "size=, or record it once with cnnviz.zoo.describe)", RuntimeWarning, stacklevel=2)
     if int(size) < 8:
         raise ValueError(f"cnnviz: the input size must be at least 8 pixels, got {size}")
+    if known is not None:
+        mean = mean or known.mean
+        std = std or known.std
     mean = tuple(float(m) for m in (mean or cnnviz.IMAGENET_MEAN))
     std = tuple(float(s) for s in (std or cnnviz.IMAGENET_STD))
     rows = list(cnnviz.summary(model, (1, 3, int(size), int(size))))
+    if labels is None and known is not None and known.labels is not None:
+        labels = known.labels
     if labels is None:
         with torch.no_grad():
             outputs = model(torch.zeros(1, 3, int(size), int(size))).shape[-1]
