@@ -181,7 +181,8 @@ def main():
 
     # Same work: both loops end at the same image.
     ref_img, ref_losses = feature_inversion(vgg, x, 18, 3, lr, noise)
-    ours = cnnviz.invert(vgg, x, "features.18", iterations=3, learning_rate=lr, init=noise, clamp_pixels=False)
+    ours = cnnviz.invert(vgg, x, "features.18", iterations=3, optimizer="sgd", learning_rate=lr, momentum=0.9,
+                         init=noise, clamp_pixels=False)
     err = ((ours.image - ref_img).norm() / ref_img.norm()).item()
     loss_err = max(abs(a - b) / abs(b) for a, b in zip(ours.losses.tolist(), ref_losses))
     print(f"inversion: cnnviz and the notebook loop agree after 3 steps (relative difference of the images "
@@ -197,10 +198,11 @@ def main():
         print(f"\n## {threads} thread(s), torch {torch.__version__}")
         inv = per_iteration({
             "notebook feature_inversion": lambda n: feature_inversion(vgg, x, 18, n, lr, noise),
-            "cnnviz.invert": lambda n: cnnviz.invert(vgg, x, "features.18", iterations=n, learning_rate=lr,
-                                                    init=noise, clamp_pixels=False),
-            "cnnviz.invert (clamp_pixels, default)": lambda n: cnnviz.invert(vgg, x, "features.18", iterations=n,
-                                                                            learning_rate=lr, init=noise),
+            "cnnviz.invert (SGD, no clamp)": lambda n: cnnviz.invert(vgg, x, "features.18", iterations=n,
+                                                                    optimizer="sgd", learning_rate=lr, momentum=0.9,
+                                                                    init=noise, clamp_pixels=False),
+            "cnnviz.invert (defaults: Adam, clamp_pixels)": lambda n: cnnviz.invert(vgg, x, "features.18",
+                                                                                   iterations=n, init=noise),
         }, 2, 8, args.repeats)
         base = inv["notebook feature_inversion"]
         print("| invert, VGG16 features.18, 224x224 | ms / iteration | speedup |\n|---|---|---|")

@@ -43,10 +43,12 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--images", type=int, default=20, help="the first this many CIFAR-10 samples")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     model = cnnviz.zoo.pretrained("resnet20")
     xs, labels = cifar_images()
+    xs, labels = xs[:args.images], labels[:args.images]
 
     def ours(call, plans=True, threads=None):
         def run(x, t):
@@ -90,7 +92,7 @@ def main():
                 cpu[k].append((time.process_time() - c0) / len(xs))
         ref_key = [k for k in runs if k.startswith("Captum")][0]
         base, base_cpu = statistics.median(wall[ref_key]), statistics.median(cpu[ref_key])
-        print(f"### {name}, ms per call (20 CIFAR-10 images), {args.repeats} interleaved repeats\n")
+        print(f"### {name}, ms per call ({len(xs)} CIFAR-10 images), {args.repeats} interleaved repeats\n")
         print("| contender | wall ms, median (range) | vs Captum-style | CPU ms, median | vs Captum-style (CPU) |")
         print("|---|---|---|---|---|")
         for k in runs:
