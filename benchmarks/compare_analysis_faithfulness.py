@@ -20,6 +20,7 @@ cnnviz's CPU time spent inside the model's forward (the rest is ranking and buil
 perturbed batches).
 
 Usage: python benchmarks/compare_analysis_faithfulness.py [--threads 2] [--repeats 5] [--profile]
+       python benchmarks/compare_analysis_faithfulness.py --threads 1 --repeats 2 --forward-sweep
 (CNNVIZ_DATA must point at the sample data.) Prints a Markdown table.
 """
 from __future__ import annotations
@@ -155,14 +156,50 @@ def workload(name, model, x, steps, repeats, per_image_loop=True, profile=False)
         print(f"| {name} | cnnviz: share of CPU time in the model's forward | {share:.1%} | | | | | |")
 
 
+def forward_sweep(repeats):
+    """MobileNetV2 forwards of 32 images at 224 in batches of 2..32: CPU ms per image, system
+    seconds and minor page faults (the cost of fresh memory for the activations: glibc serves
+    blocks above its mmap threshold, at most 32 MiB, from new pages every time). Run it also
+    with MALLOC_MMAP_THRESHOLD_=4294967296 MALLOC_TRIM_THRESHOLD_=4294967296 in the
+    environment to see the forward without that cost."""
+    import resource
+
+    model = cnnviz.zoo.pretrained("mobilenet_v2")
+    x = torch.randn(32, 3, 224, 224)
+    sizes = (2, 4, 8, 16, 32)
+    cpu = {b: [] for b in sizes}
+    sys_s = {b: [] for b in sizes}
+    faults = {b: [] for b in sizes}
+    for r in range(repeats + 1):
+        for b in sizes:
+            u0, c0 = resource.getrusage(resource.RUSAGE_SELF), time.process_time()
+            with torch.no_grad():
+                for s in range(0, 32, b):
+                    model(x[s:s + b])
+            u1 = resource.getrusage(resource.RUSAGE_SELF)
+            if r:  # the first round warms up
+                cpu[b].append((time.process_time() - c0) / 32)
+                sys_s[b].append(u1.ru_stime - u0.ru_stime)
+                faults[b].append(u1.ru_minflt - u0.ru_minflt)
+    print("| batch | CPU ms per image | system s per 32 images | minor page faults per 32 images |")
+    print("|---|---|---|---|")
+    for b in sizes:
+        print(f"| {b} | {statistics.median(cpu[b]) * 1e3:.0f} ({min(cpu[b]) * 1e3:.0f}-{max(cpu[b]) * 1e3:.0f}) | "
+              f"{statistics.median(sys_s[b]):.2f} | {statistics.median(faults[b]):.0f} |")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--workload", nargs="*", default=["resnet20", "resnet20_one", "mobilenet_v2"])
     ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--forward-sweep", action="store_true", help="MobileNetV2 forward cost per batch size")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    if args.forward_sweep:
+        forward_sweep(args.repeats)
+        return
     data = cnnviz.data_dir()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, repeats {args.repeats} (interleaved)\n")
     print("| workload | contender | forwards | median ms | spread ms | time / cnnviz | CPU ms | CPU / cnnviz |")

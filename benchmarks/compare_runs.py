@@ -81,29 +81,35 @@ def compare(args):
     tmp = tempfile.mkdtemp(prefix="cnnviz-bench-")
     methods = ["saliency", "grad_cam", "ig"]
     times = {(m, who): [] for m in methods for who in ("loop", "run")}
+    cpu = {(m, who): [] for m in methods for who in ("loop", "run")}
     try:
         for _ in range(args.repeats):
             for m in methods:
                 paths = files(count[m])
                 for who in ("loop", "run"):  # interleaved
-                    t0 = time.perf_counter()
+                    t0, c0 = time.perf_counter(), time.process_time()
                     if who == "loop":
                         user_loop(model, paths, m, os.path.join(tmp, "loop.npy"))
                     else:
                         run_call(model, paths, m, os.path.join(tmp, "run"), args.batch_size)
                     times[(m, who)].append(time.perf_counter() - t0)
-                    print(f"# {m} {who}: {times[(m, who)][-1]:.2f} s for {count[m]} images", flush=True)
+                    cpu[(m, who)].append(time.process_time() - c0)
+                    print(f"# {m} {who}: {times[(m, who)][-1]:.2f} s wall, {cpu[(m, who)][-1]:.2f} s CPU for "
+                          f"{count[m]} images", flush=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print(f"\nResNet-20 (pretrained), CIFAR-10 images (32x32, read from PNG), "
           f"{args.threads} threads, batch {args.batch_size}, median of {args.repeats} interleaved repeats (min-max)\n")
-    print("| method | images | per-image loop | images/s | cnnviz.run | images/s | speed-up |")
-    print("|---|---|---|---|---|---|---|")
+    print("| method | images | per-image loop | images/s | cnnviz.run | images/s | speed-up | "
+          "CPU s loop / run | speed-up by CPU |")
+    print("|---|---|---|---|---|---|---|---|---|")
     names = {"saliency": "saliency", "grad_cam": "Grad-CAM (layer3)", "ig": f"IG ({IG_STEPS} steps)"}
     for m in methods:
         lo, ru = statistics.median(times[(m, "loop")]), statistics.median(times[(m, "run")])
+        clo, cru = statistics.median(cpu[(m, "loop")]), statistics.median(cpu[(m, "run")])
         print(f"| {names[m]} | {count[m]} | {spread(times[(m, 'loop')])} | {count[m] / lo:.0f} | "
-              f"{spread(times[(m, 'run')])} | {count[m] / ru:.0f} | {lo / ru:.1f}x |")
+              f"{spread(times[(m, 'run')])} | {count[m] / ru:.0f} | {lo / ru:.1f}x | {clo:.1f} / {cru:.1f} | "
+              f"{clo / cru:.1f}x |")
 
 
 def scaling(args):
@@ -211,15 +217,19 @@ def resnet50_cost(args):
     paths = sorted(os.path.join(folder, f) for f in os.listdir(folder))[:args.images]
     tmp = tempfile.mkdtemp(prefix="cnnviz-r50-")
     try:
+        c0 = time.process_time()
         s = cnnviz.run(model, paths, [("ig", {"steps": IG_STEPS, "batch_size": 32})], os.path.join(tmp, "out"),
                        batch_size=args.images, size=224, resize=256, progress=False)
+        cpu = time.process_time() - c0
         chunks = os.path.join(tmp, "out", "chunks")
         size = sum(os.path.getsize(os.path.join(chunks, f)) for f in os.listdir(chunks))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print(f"ResNet-50, IG {IG_STEPS} steps, {args.images} images at 224x224, {args.threads} threads: "
           f"{s.seconds / args.images:.2f} s per image ({s.seconds / args.images / IG_STEPS * 1000:.0f} ms per "
-          f"path point), {size / args.images / 1e3:.0f} kB per image stored")
+          f"path point), {size / args.images / 1e3:.0f} kB per image stored; CPU time of the process "
+          f"{cpu / args.images:.2f} s per image ({cpu / args.images / IG_STEPS * 1000:.0f} ms per path point; "
+          f"load average {os.getloadavg()[0]:.1f})")
 
 
 if __name__ == "__main__":

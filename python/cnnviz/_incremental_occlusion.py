@@ -30,6 +30,7 @@ from __future__ import annotations
 import inspect
 import math
 import operator
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
@@ -108,10 +109,25 @@ def _functional_of(mod: nn.Module):
     return None
 
 
+_SIGNATURES: Dict[Any, Optional[inspect.Signature]] = {}
+
+
+def _signature(fn) -> Optional[inspect.Signature]:
+    if fn not in _SIGNATURES:
+        try:
+            _SIGNATURES[fn] = inspect.signature(fn)
+        except (TypeError, ValueError):
+            _SIGNATURES[fn] = None
+    return _SIGNATURES[fn]
+
+
 def _bound(fn, args, kwargs) -> Optional[inspect.BoundArguments]:
+    sig = _signature(fn)
+    if sig is None:
+        return None
     try:
-        b = inspect.signature(fn).bind(*args, **kwargs)
-    except (TypeError, ValueError):
+        b = sig.bind(*args, **kwargs)
+    except TypeError:
         return None
     b.apply_defaults()
     return b
@@ -351,6 +367,7 @@ class Clean:
         self._padded: Dict[tuple, torch.Tensor] = {}
 
     def padded(self, node: fx.Node, p: Tuple[int, int], extra: Tuple[int, int], value: float) -> torch.Tensor:
+        """The node's map padded by p before and extra after (made once per image)."""
         key = (node, p, extra, value)
         t = self._padded.get(key)
         if t is None:
@@ -554,6 +571,17 @@ def geometry(plan: Plan, windows: Sequence[Tuple[int, int]], window: Tuple[int, 
 # Execution
 
 
+def _runs(items: List[int]) -> List[Tuple[int, int]]:
+    """Sorted indices as [lo, hi) runs of consecutive values."""
+    runs: List[Tuple[int, int]] = []
+    for i in items:
+        if runs and runs[-1][1] == i:
+            runs[-1] = (runs[-1][0], i + 1)
+        else:
+            runs.append((i, i + 1))
+    return runs
+
+
 class _Batch:
     """One batch of windows over one image: item i is that image (clean values `clean`) with
     the window at windows[i] occluded (batch[i])."""
@@ -564,30 +592,33 @@ class _Batch:
         self.values: Dict[fx.Node, Any] = {}
         self.full: Dict[fx.Node, Any] = {}
 
-    def _crops(self, node: Optional[fx.Node], source: torch.Tensor, shift: Tuple[int, int], starts, length):
-        """Crops (B, C, L, L') of `source` (one clean map of `node`, padded by `shift`, or one
-        map per item) at padded `starts`, with `node`'s changed rectangle pasted in. A few
-        gathers for the whole batch: slicing per item would be one small op per item and
-        layer, each paying the thread pool's start-up."""
-        b, c = self.b, source.shape[1]
-        wp = source.shape[3]
-        st = torch.tensor(starts, dtype=torch.long).view(b, 2)
-        ys = st[:, :1] + torch.arange(length[0]).view(1, -1)  # (B, L) padded rows
-        xs = st[:, 1:] + torch.arange(length[1]).view(1, -1)
-        pos = (ys.unsqueeze(2) * wp + xs.unsqueeze(1)).view(b, 1, -1)
-        flat = source.flatten(2)
-        out = torch.gather(flat.expand(b, c, flat.shape[2]), 2, pos.expand(b, c, pos.shape[2]))
+    def _crops(self, node: Optional[fx.Node], source: torch.Tensor, shift: Tuple[int, int], starts, length,
+               per_item: bool = False) -> torch.Tensor:
+        """Crops (B, C, L, L') of `source` (one clean map of `node` (1, C, H', W'), padded by
+        `shift`; with `per_item` one map per item) at padded `starts`, with `node`'s changed
+        rectangle pasted in. One stack of the crops, then one copy per group of items whose
+        rectangle sits at the same place in its crop (most of a batch): few kernels per layer,
+        because each small kernel can wait on the thread pool of a busy machine."""
+        out = torch.stack([source[i if per_item else 0, :, y:y + length[0], x:x + length[1]]
+                           for i, (y, x) in enumerate(starts)])
         mode = self.geo[node] if node is not None else None
-        if isinstance(mode, Region):
-            r = self.values[node]
-            at = torch.tensor(mode.o, dtype=torch.long).view(b, 2) + torch.tensor(shift).view(1, 2)
-            ry, rx = ys - at[:, :1], xs - at[:, 1:]  # rows / columns in the region's frame
-            valid = (((ry >= 0) & (ry < mode.s[0])).unsqueeze(2) & ((rx >= 0) & (rx < mode.s[1])).unsqueeze(1))
-            rpos = (ry.clamp(0, mode.s[0] - 1).unsqueeze(2) * mode.s[1]
-                    + rx.clamp(0, mode.s[1] - 1).unsqueeze(1)).view(b, 1, -1)
-            pasted = torch.gather(r.flatten(2), 2, rpos.expand(b, r.shape[1], rpos.shape[2]))
-            out = torch.where(valid.view(b, 1, -1), pasted, out)
-        return out.view(b, c, length[0], length[1])
+        if not isinstance(mode, Region):
+            return out
+        r = self.values[node]
+        groups: Dict[tuple, List[int]] = {}
+        for i, (y, x) in enumerate(starts):
+            ry, rx = mode.o[i][0] + shift[0], mode.o[i][1] + shift[1]
+            a0, a1 = max(ry, y), min(ry + mode.s[0], y + length[0])
+            b0, b1 = max(rx, x), min(rx + mode.s[1], x + length[1])
+            if a0 < a1 and b0 < b1:
+                groups.setdefault((a0 - y, a1 - y, b0 - x, b1 - x, a0 - ry, a1 - ry, b0 - rx, b1 - rx), []).append(i)
+        for (d0, d1, e0, e1, s0, s1, t0, t1), items in groups.items():
+            if len(items) == self.b:
+                out[:, :, d0:d1, e0:e1] = r[:, :, s0:s1, t0:t1]
+            else:
+                for lo, hi in _runs(items):
+                    out[lo:hi, :, d0:d1, e0:e1] = r[lo:hi, :, s0:s1, t0:t1]
+        return out
 
     def materialized(self, node: fx.Node):
         """The node's value for the whole batch."""
@@ -602,7 +633,8 @@ class _Batch:
         if value is None:
             t = self.clean.values[node]
             if isinstance(mode, Region):
-                value = self._crops(node, t, (0, 0), [(0, 0)] * self.b, tuple(t.shape[2:]))
+                size = tuple(t.shape[2:])
+                value = self._crops(node, t, (0, 0), [(0, 0)] * self.b, size)
             else:
                 value = t.expand((self.b,) + tuple(t.shape[1:])).contiguous()
             self.full[node] = value
@@ -662,7 +694,7 @@ class _Batch:
                 continue
             if n is plan.input:
                 if isinstance(mode, Region):
-                    self.values[n] = self._crops(None, self.batch, (0, 0), mode.o, mode.s)
+                    self.values[n] = self._crops(None, self.batch, (0, 0), mode.o, mode.s, per_item=True)
                 else:
                     self.values[n] = self.batch
             elif isinstance(mode, Region):
@@ -781,8 +813,9 @@ class IncrementalOcclusion:
     instead, so the result never depends on that order being kept."""
 
     def __init__(self, model: nn.Module, plan: Plan, x: torch.Tensor, window: Tuple[int, int],
-                 stride: Tuple[int, int], fraction: float = MATERIALIZE_FRACTION) -> None:
+                 stride: Tuple[int, int], fraction: float = MATERIALIZE_FRACTION, required: bool = False) -> None:
         self.model, self.plan, self.x, self.window, self.fraction = model, plan, x, window, fraction
+        self.required = required
         self.positions = _positions(x.shape[2], x.shape[3], window, stride)
         self.seen = 0
         self.clean_returned = False
@@ -813,17 +846,24 @@ class IncrementalOcclusion:
             windows = [self.positions[k % p] for k in items]
             if not self._only_windows_differ(batch, img, windows):
                 return self._full(batch)
+            try:
+                outputs = []
+                for u in sorted(set(img)):
+                    sel = [i for i in range(b) if img[i] == u]
+                    part = batch[sel[0]:sel[-1] + 1]
+                    outputs.append(_Batch(self.plan, self._clean(u), part, [windows[i] for i in sel], self.window,
+                                          self.fraction).run())
+            except Exception as e:  # noqa: BLE001 - an op the rules misjudged: full inference is always right
+                if self.required:
+                    raise
+                warnings.warn(f"cnnviz: incremental occlusion failed ({type(e).__name__}: {e}); this batch runs "
+                              "full inference", RuntimeWarning, stacklevel=2)
+                return self._full(batch)
             self.batches += 1
-            outputs = []
-            for u in sorted(set(img)):
-                sel = [i for i in range(b) if img[i] == u]
-                part = batch[sel[0]:sel[-1] + 1]
-                outputs.append(_Batch(self.plan, self._clean(u), part, [windows[i] for i in sel], self.window,
-                                      self.fraction).run())
             return outputs[0] if len(outputs) == 1 else _cat(outputs)
 
     def _only_windows_differ(self, batch: torch.Tensor, img: List[int], windows) -> bool:
-        differ = (batch != self.x.index_select(0, torch.tensor(img))).any(1)  # (B, H, W)
+        differ = (batch != self.x.index_select(0, torch.tensor(img, device=self.x.device))).any(1)  # (B, H, W)
         for i, (y, x) in enumerate(windows):
             differ[i, y:y + self.window[0], x:x + self.window[1]] = False
         return not bool(differ.any())
@@ -875,11 +915,15 @@ def prepare(model, x: torch.Tensor, window, stride, batch_size, required: bool
             saved = full - _executed_flops(plan, positions, win, batch_size, MATERIALIZE_FRACTION)
             if saved < AUTO_MIN_SAVED_SHARE * full or saved < AUTO_MIN_SAVED_FLOPS:
                 return None, f"incremental occlusion would save {saved / 1e9:.2g} of {full / 1e9:.2g} GFLOP per image"
-        return IncrementalOcclusion(model, plan, x, win, st), ""
+        return IncrementalOcclusion(model, plan, x, win, st, required=required), ""
     except IncrementalUnsupported as e:
         if required:
             raise
         return None, str(e)
+    except Exception as e:  # noqa: BLE001 - the model's own errors come again from the full path
+        if required:
+            raise
+        return None, f"{type(e).__name__}: {e}"
 
 
 def _check_same_output(traced, eager) -> None:

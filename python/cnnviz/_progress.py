@@ -9,9 +9,10 @@ import signal
 import sys
 import threading
 import warnings
-from typing import Callable, Optional, Union
+from typing import Callable, Iterable, Iterator, Optional, TypeVar, Union
 
 ProgressArg = Union[bool, Callable[[int, int, float], Optional[bool]], None]
+T = TypeVar("T")
 
 
 class Progress:
@@ -105,6 +106,52 @@ def run_native(fn, progress: ProgressArg, total: Optional[int], what: str, *args
     if results:
         warn_if_interrupted(results[0], what)
     return result
+
+
+class StreamStops:
+    """Ctrl-C for the streaming analyses (a Python loop over the batches of a DataLoader):
+    the batch being processed finishes, the loop ends, and the statistics of the batches
+    seen come back with ``interrupted=True`` and a warning. Use as a context manager and
+    iterate ``stream.batches(iterable)``; a Ctrl-C before the first batch is done is a
+    KeyboardInterrupt (there is nothing to return). A DataLoader worker that the same Ctrl-C
+    ended (a terminal signals the whole process group) is not an error then."""
+
+    def __init__(self, what: str) -> None:
+        self.what, self.done = what, 0
+        self._sigint = SigintStops()
+
+    def __enter__(self) -> "StreamStops":
+        self._sigint.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._sigint.__exit__(*exc)
+
+    @property
+    def interrupted(self) -> bool:
+        return self._sigint.hit
+
+    def batches(self, source: Iterable[T]) -> Iterator[T]:
+        it = iter(source)
+        while not self._sigint.hit:
+            try:
+                item = next(it)
+            except StopIteration:
+                return
+            except RuntimeError:
+                if self._sigint.hit:  # a worker ended by the same Ctrl-C
+                    break
+                raise
+            yield item
+            self.done += 1
+        if self.done == 0:
+            raise KeyboardInterrupt
+
+    def finish(self, result):
+        """Marks ``result`` (``interrupted``) and warns when the loop was cut short."""
+        result.interrupted = self.interrupted
+        warn_if_interrupted(result, self.what)
+        return result
 
 
 def warn_if_interrupted(result, what: str) -> None:

@@ -207,6 +207,8 @@ def occlusion(model, x: torch.Tensor, target: TargetLike = None, *,
     """
     o = _options(_C.OcclusionOptions, window=_pair(window), stride=_pair(stride), baseline=baseline,
                  score=score, batch_size=batch_size)
+    if incremental not in (None, True, False):
+        raise ValueError(f"cnnviz: incremental must be None, True or False, got {incremental!r}")
     runner = None
     if incremental is not False:
         from ._incremental_occlusion import prepare

@@ -77,7 +77,9 @@ def deletion_insertion(model, x: torch.Tensor, attribution: MapLike, target: Tar
     the insertion baseline, for k = 0..steps; the target's ``score`` ("probability", RISE's
     choice, or "logit") is recorded at each step. The 2 N steps perturbed images run
     ``batch_size`` at a time (deletion's first point and insertion's last are x itself,
-    scored by one forward of x).
+    scored by one forward of x). On a CPU at ImageNet sizes with glibc's default allocator,
+    ``batch_size=2`` to 4 is faster per image than 32: larger batches' activations are served
+    from fresh pages on every forward (benchmarks/RESULTS.md, "Analysis: deletion/insertion").
 
     ``attribution``: a map (N, h, w), (N, 1, h, w) or (h, w) for one image, or a method's
     result (a CAM's ``upsampled`` map, else its ``map``); a coarser map with the image's

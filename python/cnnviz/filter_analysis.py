@@ -20,6 +20,7 @@ import torch
 
 from . import _C
 from ._batches import Images, iter_batches, model_device
+from ._progress import StreamStops
 
 __all__ = [
     "FilterStatistics", "FilterStatisticsAccumulator", "filter_statistics", "FilterRedundancy",
@@ -71,6 +72,8 @@ class FilterStatistics:
     per_image: Optional[torch.Tensor] = None
     per_image_indices: Optional[torch.Tensor] = None
     layer: Optional[str] = None
+    #: Ctrl-C ended the stream: the statistics cover the ``count`` images seen.
+    interrupted: bool = False
 
     @property
     def num_filters(self) -> int:
@@ -179,9 +182,10 @@ def filter_statistics(model, images: Images, layer: str, *, threshold: float = _
                                       consistent_fraction=consistent_fraction, specific_fraction=specific_fraction,
                                       keep_per_image=keep_per_image)
     device = model_device(model)
-    for batch in iter_batches(images, batch_size, "filter_statistics", device):
-        acc.update_from_model(model, batch, layer)
-    return acc.result()
+    with StreamStops("filter_statistics") as stream:
+        for batch in stream.batches(iter_batches(images, batch_size, "filter_statistics", device)):
+            acc.update_from_model(model, batch, layer)
+    return stream.finish(acc.result())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -216,6 +220,8 @@ class FilterRedundancy:
     constant_filters: torch.Tensor
     samples: int
     layer: Optional[str] = None
+    #: Ctrl-C ended the stream of images: the correlation covers the batches seen.
+    interrupted: bool = False
 
     @property
     def num_filters(self) -> int:
@@ -295,8 +301,9 @@ def filter_redundancy(model, layer: str, images: Optional[Images] = None, thresh
     o.threshold = float(threshold)
     o.batch_size = int(batch_size)
     cov = _C.ChannelCovarianceAccumulator()
-    if images is not None:
-        for batch in iter_batches(images, batch_size, "filter_redundancy", model_device(model)):
-            cov.update_from_model(model, batch, layer)
+    with StreamStops("filter_redundancy") as stream:
+        if images is not None:
+            for batch in stream.batches(iter_batches(images, batch_size, "filter_redundancy", model_device(model))):
+                cov.update_from_model(model, batch, layer)
     r = _C.filter_redundancy(model, layer, cov, o)
-    return FilterRedundancy(**r, layer=layer)
+    return stream.finish(FilterRedundancy(**r, layer=layer))

@@ -22,6 +22,7 @@ import torch
 
 from . import _C
 from ._batches import Images, iter_batches, model_device
+from ._progress import StreamStops
 
 __all__ = ["CKAResult", "CKAAccumulator", "cka"]
 
@@ -49,6 +50,8 @@ class CKAResult:
     layers_b: List[str]
     kernel: str = _CKA.kernel
     unbiased: bool = _CKA.unbiased
+    #: Ctrl-C ended the stream: the estimate covers the ``samples`` seen.
+    interrupted: bool = False
 
     def __repr__(self) -> str:
         la, lb = len(self.layers_a), len(self.layers_b)
@@ -144,6 +147,7 @@ def cka(model_a, model_b, images: Images, layers_a: Sequence[str], layers_b: Opt
                          "the batch); use the linear kernel to stream a DataLoader")
     step = images.shape[0] if kernel == "rbf" else batch_size
     device = model_device(model_a)
-    for batch in iter_batches(images, step, "cka", device):
-        acc.update_from_models(model_a, model_b, batch)
-    return acc.result()
+    with StreamStops("cka") as stream:
+        for batch in stream.batches(iter_batches(images, step, "cka", device)):
+            acc.update_from_models(model_a, model_b, batch)
+    return stream.finish(acc.result())

@@ -211,6 +211,24 @@ def test_auto_mode_runs_incrementally_only_where_it_pays():
     assert not cnnviz.occlusion(small, torch.randn(1, 3, 16, 16, dtype=torch.float64), window=4).incremental
 
 
+def test_an_engine_failure_falls_back_to_full_inference(monkeypatch):
+    net = _net(VggLike)
+    x = torch.randn(1, 3, 16, 16, dtype=torch.float64)
+
+    def broken(self, n, rule, mode):
+        raise RuntimeError("rule misjudged")
+
+    monkeypatch.setattr(io._Batch, "_run_region", broken)
+    monkeypatch.setattr(io, "AUTO_MIN_SAVED_FLOPS", 0.0)
+    monkeypatch.setattr(io, "AUTO_MIN_SAVED_SHARE", 0.0)
+    with pytest.warns(RuntimeWarning, match="rule misjudged"):
+        auto = cnnviz.occlusion(net, x, window=4, stride=4)
+    assert not auto.incremental
+    torch.testing.assert_close(auto.scores, loop_occlusion(net, x, auto.target, (4, 4), (4, 4)))
+    with pytest.raises(RuntimeError, match="rule misjudged"):
+        cnnviz.occlusion(net, x, window=4, stride=4, incremental=True)
+
+
 def test_unsupported_op_runs_the_rest_in_full():
     net = _net(Unsupported)
     x = torch.randn(2, 3, 16, 16, dtype=torch.float64)
@@ -287,6 +305,8 @@ def test_bad_input_keeps_the_native_errors():
         cnnviz.occlusion(net, x[0], window=2, incremental=True)
     with pytest.raises(ValueError, match="NaN"):
         cnnviz.occlusion(net, x * float("nan"), window=2)
+    with pytest.raises(ValueError, match="incremental must be None, True or False"):
+        cnnviz.occlusion(net, x, window=2, incremental="yes")
 
 
 def test_stop_after_the_first_batch_matches_full_inference():

@@ -114,3 +114,54 @@ def test_a_user_handler_is_left_alone():
         assert hits == [signal.SIGINT] and not r.interrupted
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+# The streaming analyses: a Python loop over batches; Ctrl-C ends it after the current batch
+# and the statistics of the batches seen come back.
+BATCHES = [torch.rand(4, 3, 12, 12, generator=torch.Generator().manual_seed(i)) for i in range(150)]
+STREAMS = {
+    "filter_statistics": lambda m: cnnviz.filter_statistics(m, BATCHES, "features.3", keep_per_image=True),
+    "filter_redundancy": lambda m: cnnviz.filter_redundancy(m, "features.2", BATCHES),
+    "cka": lambda m: cnnviz.cka(m, None, BATCHES, ["features.1", "features.3"]),
+}
+
+
+@pytest.mark.parametrize("what", sorted(STREAMS))
+def test_sigint_ends_a_stream_with_the_batches_seen(what):
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signals reach the main thread only")
+    model = SlowNet().eval()  # 150 batches of at least 0.02 s each; the signal comes after 0.3 s
+    timer = _ctrl_c_after(0.3)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            r = STREAMS[what](model)
+    finally:
+        timer.cancel()
+    assert r.interrupted, what
+    assert any(f"{what} interrupted" in str(w.message) for w in caught), [str(w.message) for w in caught]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    if what == "filter_statistics":
+        # The statistics are those of the first `count` images, computed here without cnnviz.
+        seen = torch.cat(BATCHES)[:r.count]
+        assert 0 < r.count < 600 and r.count % 4 == 0
+        acts = []
+        handle = model.features[3].register_forward_hook(lambda mod, i, o: acts.append(o))
+        with torch.no_grad():
+            model.delay = 0
+            model(seen)
+        handle.remove()
+        m = acts[0].double().mean((2, 3))
+        torch.testing.assert_close(r.mean, m.mean(0))
+        torch.testing.assert_close(r.std, m.std(0))
+    elif what == "cka":
+        assert 0 < r.samples < 600 and r.batches == r.samples // 4
+    else:
+        assert 0 < r.samples < 600 * 144
+
+
+def test_an_uninterrupted_stream_is_not_interrupted():
+    model = SlowNet(delay=0).eval()
+    r = cnnviz.filter_statistics(model, BATCHES[:3], "features.3")
+    assert not r.interrupted and r.count == 12
+    assert not cnnviz.cka(model, None, BATCHES[:3], ["features.1"]).interrupted

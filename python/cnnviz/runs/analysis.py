@@ -63,7 +63,7 @@ def _arrays(result) -> Dict[str, np.ndarray]:
     """A result dataclass as arrays: tensors and numbers kept, names as bytes, None left out."""
     out: Dict[str, np.ndarray] = {}
     for key, value in vars(result).items():
-        if value is None:
+        if value is None or key == "interrupted":  # a run resumes instead of returning partial results
             continue
         if isinstance(value, torch.Tensor):
             out[key] = value.detach().cpu().numpy()
