@@ -109,10 +109,25 @@ def _functional_of(mod: nn.Module):
     return None
 
 
+_SIGNATURES: Dict[Any, Optional[inspect.Signature]] = {}
+
+
+def _signature(fn) -> Optional[inspect.Signature]:
+    if fn not in _SIGNATURES:
+        try:
+            _SIGNATURES[fn] = inspect.signature(fn)
+        except (TypeError, ValueError):
+            _SIGNATURES[fn] = None
+    return _SIGNATURES[fn]
+
+
 def _bound(fn, args, kwargs) -> Optional[inspect.BoundArguments]:
+    sig = _signature(fn)
+    if sig is None:
+        return None
     try:
-        b = inspect.signature(fn).bind(*args, **kwargs)
-    except (TypeError, ValueError):
+        b = sig.bind(*args, **kwargs)
+    except TypeError:
         return None
     b.apply_defaults()
     return b

@@ -305,6 +305,8 @@ def test_bad_input_keeps_the_native_errors():
         cnnviz.occlusion(net, x[0], window=2, incremental=True)
     with pytest.raises(ValueError, match="NaN"):
         cnnviz.occlusion(net, x * float("nan"), window=2)
+    with pytest.raises(ValueError, match="incremental must be None, True or False"):
+        cnnviz.occlusion(net, x, window=2, incremental="yes")
 
 
 def test_stop_after_the_first_batch_matches_full_inference():
