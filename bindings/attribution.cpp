@@ -54,6 +54,9 @@ void bind_options(py::module_& m) {
     CNNVIZ_OPTION(c, IntegratedGradientsOptions, blur_sigma);
     CNNVIZ_OPTION(c, IntegratedGradientsOptions, batch_size);
     CNNVIZ_OPTION(c, IntegratedGradientsOptions, reduction);
+    CNNVIZ_OPTION(c, IntegratedGradientsOptions, tolerance);
+    CNNVIZ_OPTION(c, IntegratedGradientsOptions, initial_steps);
+    CNNVIZ_OPTION(c, IntegratedGradientsOptions, max_passes);
     normalization_options(c);
   }
   {
@@ -99,7 +102,10 @@ void bind_results(py::module_& m) {
       .def_readonly("baseline", &IntegratedGradientsResult::baseline)
       .def_readonly("delta", &IntegratedGradientsResult::delta)
       .def_readonly("score", &IntegratedGradientsResult::score)
-      .def_readonly("baseline_score", &IntegratedGradientsResult::baseline_score);
+      .def_readonly("baseline_score", &IntegratedGradientsResult::baseline_score)
+      .def_readonly("passes", &IntegratedGradientsResult::passes)
+      .def_readonly("converged", &IntegratedGradientsResult::converged)
+      .def_readonly("relative_error", &IntegratedGradientsResult::relative_error);
   py::class_<CamMap>(m, "CamMap")
       .def_readonly("layer", &CamMap::layer)
       .def_readonly("target", &CamMap::target)

@@ -199,17 +199,23 @@ class IntegratedGradientsOptions:
     batch_size: int
     blur_sigma: float
     custom_baseline: Any
+    initial_steps: int
+    max_passes: int
     mean: List[float]
     method: str
     reduction: str
     std: List[float]
     steps: int
+    tolerance: Optional[float]
 
 class IntegratedGradientsResult(Attribution):
     def __init__(self, *args, **kwargs) -> Any: ...
     baseline: torch.Tensor
     baseline_score: torch.Tensor
+    converged: torch.Tensor
     delta: torch.Tensor
+    passes: torch.Tensor
+    relative_error: torch.Tensor
     score: torch.Tensor
 
 class InversionOptions:

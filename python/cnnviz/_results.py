@@ -30,6 +30,9 @@ RESULTS: Dict[str, Tuple[str, Dict[str, str]]] = {
         "score": "(N,): f(x) for the target",
         "baseline_score": "(N,): f(baseline) for the target",
         "delta": "(N,): sum(attribution) - (score - baseline_score), near 0 by completeness",
+        "passes": "(N,) int64: path points per image, one forward+backward pass each",
+        "converged": "(N,) bool with tolerance: the tolerance was met (None for fixed steps)",
+        "relative_error": "(N,) with tolerance: what was compared with it (None for fixed steps)",
     }),
     "CamMap": ("One class activation map: a layer and a target.", {
         "layer": "the layer, as spelled in the request",

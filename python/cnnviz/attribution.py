@@ -11,12 +11,13 @@ The defaults shown in the signatures come from the C++ Options structs (``cnnviz
 """
 from __future__ import annotations
 
+import warnings
 from typing import List, Optional, Sequence, Union
 
 import torch
 
 from . import _C, _plan
-from ._progress import ProgressArg, run_native
+from ._progress import ProgressArg, _caller_level, run_native
 
 __all__ = [
     "TargetLike", "Attribution", "IntegratedGradientsResult", "CamResult", "CamMap", "OcclusionResult",
@@ -156,32 +157,70 @@ score_cam.__doc__ = """Score-CAM (Wang et al. 2020): ReLU(sum_k s_k A_k) with s_
 
 
 def integrated_gradients(model, x: torch.Tensor, target: TargetLike = None, *,
-                         baseline: Union[str, torch.Tensor] = _IG.baseline, steps: int = _IG.steps,
-                         method: str = _IG.method, batch_size: int = _IG.batch_size,
-                         blur_sigma: float = _IG.blur_sigma, mean: Sequence[float] = tuple(_IG.mean),
-                         std: Sequence[float] = tuple(_IG.std), reduction: str = _IG.reduction,
-                         progress: ProgressArg = False) -> IntegratedGradientsResult:
+                         baseline: Union[str, torch.Tensor] = _IG.baseline, steps: Optional[int] = None,
+                         method: str = _IG.method, tolerance: Optional[float] = None,
+                         initial_steps: int = _IG.initial_steps, max_passes: int = _IG.max_passes,
+                         batch_size: int = _IG.batch_size, blur_sigma: float = _IG.blur_sigma,
+                         mean: Sequence[float] = tuple(_IG.mean), std: Sequence[float] = tuple(_IG.std),
+                         reduction: str = _IG.reduction, progress: ProgressArg = False) -> IntegratedGradientsResult:
     """Integrated gradients (Sundararajan et al. 2017): ``(x - baseline)`` times the mean
     gradient along the straight path from the baseline to x.
 
     ``baseline``: "zeros" (zeros in normalized space), "black" (pixels 0, normalized with
     ``mean``/``std``), "blur" (x blurred with a Gaussian of ``blur_sigma`` pixels), "uniform"
     (uniform pixel noise, normalized), or a tensor (C, H, W), (1, C, H, W) or (N, C, H, W).
-    ``method``: "riemann_trapezoid" (``steps`` >= 2 equally spaced points, endpoints
-    included) or "gauss_legendre". Returns an ``IntegratedGradientsResult`` with
-    ``attribution`` (N, C, H, W), ``map`` (N, H, W), ``baseline``, ``score`` f(x),
-    ``baseline_score`` f(baseline) and ``delta`` (N,) = sum(attribution) - (f(x) - f(baseline)),
-    which completeness says should be near 0.
+
+    Two modes. Fixed steps (default): ``steps`` points (None: {steps}) of ``method``,
+    "riemann_trapezoid" (``steps`` >= 2 equally spaced points, endpoints included) or
+    "gauss_legendre", for every image. To a tolerance: with ``tolerance`` set, each image's
+    path is refined where the integrand changes (trapezoid panels, starting from
+    ``initial_steps`` uniform points, bisected where their error is largest; the error of each
+    panel is known exactly because the forward pass at a point gives f there) until
+    ``max(|delta|, sqrt(sum of squared panel errors)) <= tolerance * |f(x) - f(baseline)|``
+    or the image has used ``max_passes`` points; the new points of all images share batches.
+    ``steps`` and ``method`` do not apply then. A RuntimeWarning names the images that ran out
+    of passes first.
+
+    Returns an ``IntegratedGradientsResult`` with ``attribution`` (N, C, H, W), ``map``
+    (N, H, W), ``baseline``, ``score`` f(x), ``baseline_score`` f(baseline), ``delta`` (N,) =
+    sum(attribution) - (f(x) - f(baseline)), which completeness says should be near 0,
+    ``passes`` (N,): the path points per image, one forward+backward pass each (plus one
+    forward-only pass each for x and the baseline), and, with ``tolerance``, ``converged``
+    (N,) bool and ``relative_error`` (N,), the quantity compared with the tolerance.
     """
     custom = None
     if isinstance(baseline, torch.Tensor):
         custom, baseline = baseline, "custom"
-    o = _options(_C.IntegratedGradientsOptions, steps=steps, method=method, baseline=baseline,
-                 custom_baseline=custom, blur_sigma=blur_sigma, batch_size=batch_size, mean=list(mean),
-                 std=list(std), reduction=reduction)
-    total = x.shape[0] * steps if x.dim() == 4 else 0
+    values = dict(method=method, baseline=baseline, custom_baseline=custom, blur_sigma=blur_sigma,
+                  batch_size=batch_size, mean=list(mean), std=list(std), reduction=reduction)
+    images = x.shape[0] if isinstance(x, torch.Tensor) and x.dim() == 4 else 0
+    if tolerance is None:
+        values["steps"] = _IG.steps if steps is None else steps
+        total = images * values["steps"]
+    else:
+        if steps is not None:
+            raise ValueError("cnnviz: steps fixes the number of path points and tolerance chooses it: give one of "
+                             "them (with tolerance, initial_steps and max_passes bound the points)")
+        if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)):
+            raise TypeError(f"cnnviz: tolerance must be a number, got {type(tolerance).__name__}")
+        values.update(tolerance=float(tolerance), initial_steps=initial_steps, max_passes=max_passes)
+        total = images * max_passes
+    o = _options(_C.IntegratedGradientsOptions, **values)
     model = _plan.model_for(model, x)
-    return run_native(_C.integrated_gradients, progress, total, "integrated_gradients", model, x, target, o)
+    r = run_native(_C.integrated_gradients, progress, total, "integrated_gradients", model, x, target, o)
+    if tolerance is not None and not (r.stopped_early or r.interrupted):
+        missed = (~r.converged).nonzero().flatten().tolist()
+        if missed:
+            worst = r.relative_error.max().item()
+            warnings.warn(f"cnnviz: integrated_gradients: {len(missed)} of {len(r.converged)} images (indices "
+                          f"{missed[:10]}{' ...' if len(missed) > 10 else ''}) did not reach tolerance {tolerance} "
+                          f"within max_passes={max_passes} (worst relative error {worst:.3g}); raise max_passes "
+                          f"or the tolerance", RuntimeWarning, stacklevel=_caller_level())
+    return r
+
+
+# The fixed-mode default comes from the Options struct, like every other default.
+integrated_gradients.__doc__ = integrated_gradients.__doc__.replace("{steps}", str(_IG.steps))
 
 
 def occlusion(model, x: torch.Tensor, target: TargetLike = None, *,

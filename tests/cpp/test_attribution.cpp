@@ -3,6 +3,9 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <cmath>
+#include <limits>
+#include <numeric>
 
 #include "cnnviz/attribution.hpp"
 #include "cnnviz/script_model.hpp"
@@ -281,6 +284,119 @@ TEST_CASE("integrated gradients: quadrature, completeness, baselines") {
                            .baseline(cnnviz::BaselineKind::custom).custom_baseline(torch::zeros({3, 4, 4}))),
                        doctest::Contains("baseline must have shape"), c10::ValueError);
   CHECK_THROWS_AS(cnnviz::integrated_gradients(linear, x, 2), c10::IndexError);
+}
+
+TEST_CASE("adaptive panels: exact panel errors, weights, selection") {
+  // f = sin(3a), g = f' = 3 cos(3a): the trapezoid error of each panel against f's difference.
+  auto f = [](double a) { return std::sin(3 * a); };
+  auto g = [](double a) { return 3 * std::cos(3 * a); };
+  cnnviz::detail::AdaptivePanels p;
+  for (int j = 0; j <= 4; ++j) p.add(j / 4.0, f(j / 4.0), g(j / 4.0));
+  p.connect();
+  CHECK(p.panels() == 4);
+  double sum = 0, sq = 0;
+  for (int64_t q = 0; q < p.panels(); ++q) {
+    const double l = p.midpoint(q) - p.width(q) / 2, r = l + p.width(q);
+    CHECK(p.error(q) == doctest::Approx(p.width(q) / 2 * (g(l) + g(r)) - (f(r) - f(l))).epsilon(1e-12));
+    sum += p.error(q);
+    sq += p.error(q) * p.error(q);
+  }
+  // The panel errors telescope to the composite rule's error.
+  CHECK(sum == doctest::Approx(p.integral() - (f(1) - f(0))).epsilon(1e-12));
+  CHECK(p.rms_error() == doctest::Approx(std::sqrt(sq)).epsilon(1e-12));
+  auto w = p.weights();
+  CHECK(std::accumulate(w.begin(), w.end(), 0.0) == doctest::Approx(1.0).epsilon(1e-12));
+  // A loose target needs one panel, the worst; an impossible one all of them, capped by the budget.
+  auto one = p.select(1e9, 100);
+  REQUIRE(one.size() == 1);
+  for (int64_t q = 0; q < p.panels(); ++q) CHECK(std::abs(p.error(q)) <= std::abs(p.error(one[0])));
+  CHECK(p.select(0, 100).size() == 4);
+  CHECK(p.select(0, 3).size() == 3);
+  // Bisection keeps the weights a partition of [0, 1] and shrinks the error of a smooth integrand.
+  const double before = p.rms_error();
+  for (int64_t q : p.select(0, 100)) {
+    const double m = p.midpoint(q);
+    p.bisect(q, p.add(m, f(m), g(m)));
+  }
+  CHECK(p.nodes() == 9);
+  CHECK(p.rms_error() < before / 4);
+  w = p.weights();
+  CHECK(std::accumulate(w.begin(), w.end(), 0.0) == doctest::Approx(1.0).epsilon(1e-12));
+}
+
+TEST_CASE("integrated gradients to a tolerance: completeness, passes, reference, budget") {
+  torch::manual_seed(3);
+  auto w = torch::randn({2, 3, 5, 5}, torch::kDouble);
+  int64_t grad_rows = 0, plain_rows = 0;
+  // Smooth but strongly curved along the path; counts the rows it evaluates with and without
+  // gradients (forward+backward path points vs forward-only endpoints).
+  AnyModel smooth = cnnviz::FunctionModel([&](const torch::Tensor& x) {
+    (x.requires_grad() ? grad_rows : plain_rows) += x.size(0);
+    return torch::stack({torch::tanh(3 * x * w[0]).sum({1, 2, 3}), torch::sin(2 * x * w[1]).sum({1, 2, 3})}, 1);
+  });
+  auto x = torch::randn({3, 3, 5, 5}, torch::kDouble);
+  x[1].mul_(0.01);  // nearly linear along its path: converges on the first grid
+  const double tol = 1e-3;
+  auto r = cnnviz::integrated_gradients(smooth, x, 0, cnnviz::IntegratedGradientsOptions().tolerance(tol).batch_size(7));
+  // Independently: f(x) - f(baseline) from plain forwards, the attribution's own sum.
+  auto fx = torch::tanh(3 * x * w[0]).sum({1, 2, 3});
+  auto gap = fx - torch::tanh(torch::zeros_like(x)).sum({1, 2, 3});
+  CHECK(torch::all((r.attribution.sum({1, 2, 3}) - gap).abs() <= tol * gap.abs()).item<bool>());
+  CHECK(torch::allclose(r.delta, r.attribution.sum({1, 2, 3}) - gap, 1e-9, 1e-12));
+  CHECK(r.converged.all().item<bool>());
+  CHECK(torch::all(r.relative_error <= tol).item<bool>());
+  // Passes: every forward+backward row the model saw, per image; the endpoints are 2N forward rows.
+  CHECK(r.passes.sum().item<int64_t>() == grad_rows);
+  CHECK(plain_rows == 2 * x.size(0));
+  CHECK(r.passes[1].item<int64_t>() == cnnviz::IntegratedGradientsOptions().initial_steps());
+  CHECK(r.passes[0].item<int64_t>() > r.passes[1].item<int64_t>());
+  // Close to a 1024-panel trapezoid reference written out here.
+  for (int64_t i = 0; i < x.size(0); ++i) {
+    auto xi = x[i].unsqueeze(0);
+    auto a = torch::linspace(0, 1, 1025, torch::kDouble).view({-1, 1, 1, 1});
+    auto path = (a * xi).requires_grad_(true);
+    auto grad = torch::autograd::grad({torch::tanh(3 * path * w[0]).sum()}, {path})[0];
+    auto wt = torch::full({1025}, 1.0 / 1024, torch::kDouble);
+    wt[0] = wt[1024] = 0.5 / 1024;
+    auto ref = xi[0] * (grad * wt.view({-1, 1, 1, 1})).sum(0);
+    CHECK(((r.attribution[i] - ref).norm() / ref.norm()).item<double>() < 0.01);
+  }
+  // Each image's result is what it gets alone: batching across images changes nothing.
+  auto alone = cnnviz::integrated_gradients(smooth, x.slice(0, 0, 1), 0, cnnviz::IntegratedGradientsOptions().tolerance(tol));
+  CHECK(alone.passes[0].item<int64_t>() == r.passes[0].item<int64_t>());
+  CHECK(torch::allclose(alone.attribution[0], r.attribution[0], 1e-12, 1e-14));
+
+  // A budget too small: not converged, passes capped, the partial integral still returned.
+  auto tight = cnnviz::integrated_gradients(smooth, x, 0, cnnviz::IntegratedGradientsOptions().tolerance(1e-9).max_passes(12));
+  CHECK_FALSE(tight.converged.all().item<bool>());
+  CHECK(tight.passes.max().item<int64_t>() <= 12);
+  CHECK(tight.relative_error[0].item<double>() > 1e-9);
+  CHECK(torch::allclose(tight.delta, tight.attribution.sum({1, 2, 3}) - gap, 1e-9, 1e-12));
+  // The fixed mode reports its passes too, and no convergence.
+  auto fixed = cnnviz::integrated_gradients(smooth, x, 0, cnnviz::IntegratedGradientsOptions().steps(6));
+  CHECK(torch::equal(fixed.passes, torch::full({3}, 6, torch::kLong)));
+  CHECK_FALSE(fixed.converged.defined());
+  // A progress stop mid-way: stopped_early, a partial result, passes as far as evaluated.
+  int64_t calls = 0;
+  auto stopped = cnnviz::integrated_gradients(smooth, x, 0, cnnviz::IntegratedGradientsOptions().tolerance(tol).batch_size(4)
+      .progress([&](int64_t, int64_t, double) { return ++calls < 2; }));
+  CHECK(stopped.stopped_early);
+  // 27 first-grid points in 7 balanced chunks of at most 4 (3, 4, 4, ...): two chunks are 7.
+  CHECK(stopped.passes.sum().item<int64_t>() == 7);
+
+  using O = cnnviz::IntegratedGradientsOptions;
+  for (double bad : {0.0, -0.1, std::nan(""), std::numeric_limits<double>::infinity()})
+    CHECK_THROWS_WITH_AS(cnnviz::integrated_gradients(smooth, x, 0, O().tolerance(bad)),
+                         doctest::Contains("tolerance must be a positive finite number"), c10::ValueError);
+  CHECK_THROWS_WITH_AS(cnnviz::integrated_gradients(smooth, x, 0, O().tolerance(0.01).max_passes(5)),
+                       doctest::Contains("max_passes (5) must be at least initial_steps (9)"), c10::ValueError);
+  CHECK_THROWS_WITH_AS(cnnviz::integrated_gradients(smooth, x, 0, O().tolerance(0.01).initial_steps(1)),
+                       doctest::Contains("initial_steps must be at least 2"), c10::ValueError);
+  CHECK_THROWS_WITH_AS(cnnviz::integrated_gradients(smooth, x, 0, O().tolerance(0.01).steps(20)),
+                       doctest::Contains("give one of them"), c10::ValueError);
+  CHECK_THROWS_WITH_AS(cnnviz::integrated_gradients(smooth, x, 0, O().tolerance(0.01).method(
+                           cnnviz::IntegrationMethod::gauss_legendre)),
+                       doctest::Contains("method applies to fixed steps only"), c10::ValueError);
 }
 
 TEST_CASE("occlusion equals a per-window loop") {

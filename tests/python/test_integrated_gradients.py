@@ -1,6 +1,7 @@
 """Integrated gradients: a plain-PyTorch reference, quadrature, baselines, completeness on
 the pretrained networks."""
 import copy
+import warnings
 
 import numpy as np
 import pytest
@@ -205,3 +206,140 @@ def test_delta_complete_when_stopped_after_the_first_batch():
     base = net(torch.zeros_like(x)).detach()[:, 1]
     torch.testing.assert_close(r.baseline_score, base)   # the baseline's rows had not run
     torch.testing.assert_close(r.score, net(x).detach()[:, 1])
+
+
+# Error-controlled mode (tolerance=...).
+
+class Curved(torch.nn.Module):
+    """Two smooth class scores, strongly curved along the path for inputs of unit scale and
+    nearly linear for small ones; counts the rows it sees with and without autograd."""
+
+    def __init__(self, shape=(3, 6, 6), seed=0):
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        self.w = torch.nn.Parameter(torch.randn(2, *shape, generator=g, dtype=torch.float64))
+        self.grad_rows = self.plain_rows = 0
+
+    def forward(self, x):
+        if x.requires_grad:
+            self.grad_rows += x.shape[0]
+        else:
+            self.plain_rows += x.shape[0]
+        return torch.stack([torch.tanh(3 * x * self.w[0]).sum((1, 2, 3)),
+                            torch.sin(2 * x * self.w[1]).sum((1, 2, 3))], 1)
+
+
+def trapezoid_reference(model, x, target, points=1025):
+    """IG by the trapezoid rule on `points` equally spaced points, all of an image's points in
+    one plain autograd call (zeros baseline)."""
+    out = []
+    a = torch.linspace(0, 1, points, dtype=x.dtype).view(-1, 1, 1, 1)
+    w = torch.full((points,), 1.0 / (points - 1), dtype=x.dtype)
+    w[0] = w[-1] = 0.5 / (points - 1)
+    for i in range(x.shape[0]):
+        path = (a * x[i:i + 1]).requires_grad_(True)
+        g, = torch.autograd.grad(model(path)[:, target[i]].sum(), path)
+        out.append(x[i] * (g * w.view(-1, 1, 1, 1)).sum(0))
+    return torch.stack(out)
+
+
+def relative_gap(model, x, r):
+    """|sum(attribution) - (f(x) - f(0))| / |f(x) - f(0)| from plain forwards."""
+    with torch.no_grad():
+        t = r.target.view(-1, 1)
+        gap = (model(x).gather(1, t) - model(torch.zeros_like(x)).gather(1, t)).squeeze(1)
+    return (r.attribution.sum((1, 2, 3)) - gap).abs() / gap.abs()
+
+
+def test_tolerance_completeness_passes_and_reference():
+    torch.manual_seed(1)
+    model = Curved()
+    x = torch.randn(4, 3, 6, 6, dtype=torch.float64)
+    x[2] *= 0.01  # nearly linear along its path: converges on the first grid
+    tol = 1e-3
+    r = cnnviz.integrated_gradients(model, x, 0, tolerance=tol, batch_size=5)
+    # One forward+backward row per reported pass; the endpoints are forward-only rows.
+    assert model.grad_rows == int(r.passes.sum())
+    assert model.plain_rows == 2 * x.shape[0]
+    assert (relative_gap(model, x, r) <= tol).all()
+    assert r.converged.all() and (r.relative_error <= tol).all()
+    assert int(r.passes[2]) == cnnviz._C.IntegratedGradientsOptions().initial_steps
+    assert int(r.passes[0]) > int(r.passes[2])
+    ref = trapezoid_reference(model, x, [0] * 4)
+    rel = (r.attribution - ref).flatten(1).norm(dim=1) / ref.flatten(1).norm(dim=1)
+    assert rel.max() < 0.01
+    # Each image gets what it gets alone: sharing batches across images changes nothing.
+    alone = cnnviz.integrated_gradients(model, x[:1], 0, tolerance=tol)
+    assert int(alone.passes[0]) == int(r.passes[0])
+    torch.testing.assert_close(alone.attribution[0], r.attribution[0])
+
+
+def test_tolerance_on_relu_net_beats_fixed_steps():
+    """A ReLU network's integrand is a staircase: the adaptive mode meets 1% on every image
+    and, per image, never needs more points than the fixed grid that meets it on all."""
+    net = small_net()
+    torch.manual_seed(2)
+    x = torch.randn(6, 3, 10, 10, dtype=torch.float64) * torch.tensor([0.3, 1, 3, 1, 0.5, 2],
+                                                                       dtype=torch.float64).view(-1, 1, 1, 1)
+    r = cnnviz.integrated_gradients(net, x, tolerance=0.01, batch_size=64)
+    assert r.converged.all()
+    assert (relative_gap(net, x, r) <= 0.01).all()
+    ref = trapezoid_reference(net, x, r.target.tolist())
+    rel = (r.attribution - ref).flatten(1).norm(dim=1) / ref.flatten(1).norm(dim=1)
+    assert rel.max() < 0.1
+    fixed = next(n for n in (9, 17, 33, 65, 129, 257, 513, 1025)
+                 if (relative_gap(net, x, cnnviz.integrated_gradients(net, x, r.target, steps=n, batch_size=256))
+                     <= 0.01).all())
+    assert int(r.passes.sum()) < x.shape[0] * fixed
+
+
+def test_tolerance_budget_exhausted_warns():
+    model = Curved()
+    x = torch.randn(2, 3, 6, 6, dtype=torch.float64)
+    with pytest.warns(RuntimeWarning, match=r"2 of 2 images .* did not reach tolerance 1e-09 within max_passes=12"):
+        r = cnnviz.integrated_gradients(model, x, 0, tolerance=1e-9, max_passes=12)
+    assert not r.converged.any()
+    assert (r.passes <= 12).all() and (r.relative_error > 1e-9).all()
+    torch.testing.assert_close(r.delta, r.attribution.sum((1, 2, 3)) - (r.score - r.baseline_score))
+    # Stopped by the progress callback: a partial result, no convergence warning.
+    calls = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        s = cnnviz.integrated_gradients(model, x, 0, tolerance=1e-3, batch_size=3,
+                                        progress=lambda i, n, v: calls.append((i, n)) or len(calls) < 2)
+    assert s.stopped_early and int(s.passes.sum()) == 6
+    assert calls[0] == (3, 2 * cnnviz._C.IntegratedGradientsOptions().max_passes)
+
+
+def test_fixed_steps_report_passes():
+    model = Curved()
+    x = torch.randn(3, 3, 6, 6, dtype=torch.float64)
+    r = cnnviz.integrated_gradients(model, x, 0, steps=7)
+    assert r.passes.tolist() == [7, 7, 7] and r.converged is None and r.relative_error is None
+    assert model.grad_rows == 21
+
+
+def test_tolerance_bad_input():
+    model = Curved()
+    x = torch.randn(2, 3, 6, 6, dtype=torch.float64)
+    for bad in (0, -0.01, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="tolerance must be a positive finite number"):
+            cnnviz.integrated_gradients(model, x, tolerance=bad)
+    with pytest.raises(TypeError, match="tolerance must be a number"):
+        cnnviz.integrated_gradients(model, x, tolerance="0.01")
+    with pytest.raises(ValueError, match=r"max_passes \(4\) must be at least initial_steps \(9\)"):
+        cnnviz.integrated_gradients(model, x, tolerance=0.01, max_passes=4)
+    with pytest.raises(ValueError, match="initial_steps must be at least 2"):
+        cnnviz.integrated_gradients(model, x, tolerance=0.01, initial_steps=1)
+    with pytest.raises(ValueError, match="give one of them"):
+        cnnviz.integrated_gradients(model, x, tolerance=0.01, steps=50)
+    with pytest.raises(ValueError, match="method applies to fixed steps only"):
+        cnnviz.integrated_gradients(model, x, tolerance=0.01, method="gauss_legendre")
+
+
+def test_tolerance_resnet20(resnet20, cifar_samples):
+    """The pretrained ResNet-20 on 4 CIFAR-10 samples (all 20 in benchmarks/compare_ig_adaptive.py)."""
+    x = torch.cat([load(p) for p, _ in cifar_samples[:4]])
+    r = cnnviz.integrated_gradients(resnet20, x, tolerance=0.01, batch_size=64)
+    assert r.converged.all()
+    assert (relative_gap(resnet20, x, r) <= 0.01).all()
