@@ -78,7 +78,6 @@ def smooth_grad(model, x: torch.Tensor, target: TargetLike = None, *, samples: i
     o = _options(_C.SmoothGradOptions, samples=samples, noise_level=noise_level, batch_size=batch_size,
                  reduction=reduction)
     total = x.shape[0] * samples if x.dim() == 4 else 0
-    model = _plan.model_for(model, x)
     return run_native(_C.smooth_grad, progress, total, "smooth_grad", model, x, target, o)
 
 
@@ -105,7 +104,8 @@ def _cam(method: str, model, x, layer, target, targets, relu, batch_size, progre
         raise ValueError("cnnviz: pass either target or targets, not both")
     ts = [target] if targets is None else list(targets)
     o = _options(_C.CamOptions, relu=relu, batch_size=batch_size)
-    model = _plan.model_for(model, x, layers)
+    if method != "score_cam":  # the plan is measured to help single passes only (RESULTS.md)
+        model = _plan.model_for(model, x, layers)
     return run_native(_C.cam, progress if method == "score_cam" else False, None, method,
                       model, x, layers, ts, method, o)
 
@@ -206,7 +206,6 @@ def integrated_gradients(model, x: torch.Tensor, target: TargetLike = None, *,
         values.update(tolerance=float(tolerance), initial_steps=initial_steps, max_passes=max_passes)
         total = images * max_passes
     o = _options(_C.IntegratedGradientsOptions, **values)
-    model = _plan.model_for(model, x)
     r = run_native(_C.integrated_gradients, progress, total, "integrated_gradients", model, x, target, o)
     if tolerance is not None and not (r.stopped_early or r.interrupted):
         missed = (~r.converged).nonzero().flatten().tolist()
@@ -253,8 +252,6 @@ def occlusion(model, x: torch.Tensor, target: TargetLike = None, *,
         from ._incremental_occlusion import prepare
 
         runner, _ = prepare(model, x, window, stride, batch_size, required=incremental is True)
-    if runner is None:
-        model = _plan.model_for(model, x)
     result = run_native(_C.occlusion, progress, None, "occlusion", model if runner is None else runner,
                         x, target, o)
     result.incremental = runner is not None and runner.full_batches == 0
@@ -284,7 +281,6 @@ def lime(model, x: torch.Tensor, target: TargetLike = None, *, segmentation: str
                  keep_probability=keep_probability, kernel_width=kernel_width, ridge=ridge, baseline=baseline,
                  score=score, mean=list(mean), std=list(std), batch_size=batch_size)
     total = x.shape[0] * samples if x.dim() == 4 else 0
-    model = _plan.model_for(model, x)
     return run_native(_C.lime, progress, total, "lime", model, x, target, o)
 
 
