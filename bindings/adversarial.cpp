@@ -1,5 +1,6 @@
 // cnnviz._C: FGSM, PGD and layer divergence.
 #include "attribution_util.hpp"
+#include "cnnviz/threads.hpp"
 
 #include "cnnviz/adversarial.hpp"
 
@@ -37,18 +38,21 @@ void init_adversarial(py::module_& m) {
       .def_readwrite("interrupted", &AdversarialResult::interrupted);
   m.def("fgsm", [](py::object model, const torch::Tensor& x, py::object target, const FgsmOptions& o) {
     auto mdl = to_model(model);
+    ThreadScope threads(policy_threads(mdl, x, batch_rows(x)));
     auto t = to_target(target);
     py::gil_scoped_release release;
     return cnnviz::fgsm(mdl, x, t, o);
   });
   m.def("pgd", [](py::object model, const torch::Tensor& x, py::object target, PgdOptions o, py::object progress) {
     auto mdl = to_model(model);
+    ThreadScope threads(policy_threads(mdl, x, batch_rows(x)));
     auto t = to_target(target);
     return with_progress(progress, [&](ProgressCallback cb) { return cnnviz::pgd(mdl, x, t, o.progress(cb)); });
   });
   m.def("layer_divergence", [](py::object model, const torch::Tensor& clean, const torch::Tensor& adversarial,
                                const std::vector<std::string>& layers) {
     auto mdl = to_model(model);
+    ThreadScope threads(policy_threads(mdl, clean, 2 * batch_rows(clean)));
     std::vector<std::pair<std::string, torch::Tensor>> out;
     {
       py::gil_scoped_release release;

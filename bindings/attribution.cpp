@@ -2,6 +2,8 @@
 // occlusion, LIME. Options classes carry the defaults; the Python wrappers fill them.
 #include "attribution_util.hpp"
 
+#include "cnnviz/threads.hpp"
+
 namespace cnnviz {
 namespace bindings {
 namespace {
@@ -150,6 +152,7 @@ void init_attribution(py::module_& m) {
   bind_results(m);
   m.def("saliency", [](py::object model, const torch::Tensor& x, py::object target, const SaliencyOptions& o) {
     auto mdl = to_model(model);
+    ThreadScope threads(policy_threads(mdl, x, batch_rows(x)));
     auto t = to_target(target);
     py::gil_scoped_release release;
     return cnnviz::saliency(mdl, x, t, o);
@@ -157,6 +160,7 @@ void init_attribution(py::module_& m) {
   m.def("guided_backprop", [](py::object model, const torch::Tensor& x, py::object target,
                               const GuidedBackpropOptions& o) {
     auto mdl = to_model(model);
+    ThreadScope threads(policy_threads(mdl, x, batch_rows(x)));
     auto t = to_target(target);
     py::gil_scoped_release release;
     return cnnviz::guided_backprop(mdl, x, t, o);
@@ -164,6 +168,7 @@ void init_attribution(py::module_& m) {
   m.def("guided_grad_cam", [](py::object model, const torch::Tensor& x, const std::string& layer,
                               py::object target, const GuidedGradCamOptions& o) {
     auto mdl = to_model(model);
+    ThreadScope threads(policy_threads(mdl, x, batch_rows(x)));
     auto t = to_target(target);
     py::gil_scoped_release release;
     return cnnviz::guided_grad_cam(mdl, x, layer, t, o);
@@ -171,12 +176,14 @@ void init_attribution(py::module_& m) {
   m.def("smooth_grad", [](py::object model, const torch::Tensor& x, py::object target, SmoothGradOptions o,
                           py::object progress) {
     auto mdl = to_model(model);
+    ThreadScope threads(policy_threads(mdl, x, pass_rows(x, o.samples(), o.batch_size())));
     auto t = to_target(target);
     return with_progress(progress, [&](ProgressCallback cb) { return cnnviz::smooth_grad(mdl, x, t, o.progress(cb)); });
   });
   m.def("cam", [](py::object model, const torch::Tensor& x, const std::vector<std::string>& layers,
                   py::sequence targets, const std::string& method, CamOptions o, py::object progress) {
     auto mdl = to_model(model);
+    ThreadScope threads(policy_threads(mdl, x, method == "score_cam" ? pass_rows(x, o.batch_size(), o.batch_size()) : batch_rows(x)));
     auto ts = to_targets(targets);
     auto kind = enum_value<CamMethod>(method, "method");
     return with_progress(progress, [&](ProgressCallback cb) {
@@ -186,6 +193,7 @@ void init_attribution(py::module_& m) {
   m.def("integrated_gradients", [](py::object model, const torch::Tensor& x, py::object target,
                                    IntegratedGradientsOptions o, py::object progress) {
     auto mdl = to_model(model);
+    ThreadScope threads(policy_threads(mdl, x, pass_rows(x, o.steps(), o.batch_size())));
     auto t = to_target(target);
     return with_progress(progress, [&](ProgressCallback cb) {
       return cnnviz::integrated_gradients(mdl, x, t, o.progress(cb));
@@ -194,12 +202,14 @@ void init_attribution(py::module_& m) {
   m.def("occlusion", [](py::object model, const torch::Tensor& x, py::object target, OcclusionOptions o,
                         py::object progress) {
     auto mdl = to_model(model);
+    ThreadScope threads(policy_threads(mdl, x, pass_rows(x, o.batch_size(), o.batch_size())));
     auto t = to_target(target);
     return with_progress(progress, [&](ProgressCallback cb) { return cnnviz::occlusion(mdl, x, t, o.progress(cb)); });
   });
   m.def("lime", [](py::object model, const torch::Tensor& x, py::object target, LimeOptions o,
                    py::object progress) {
     auto mdl = to_model(model);
+    ThreadScope threads(policy_threads(mdl, x, pass_rows(x, o.samples(), o.batch_size())));
     auto t = to_target(target);
     return with_progress(progress, [&](ProgressCallback cb) { return cnnviz::lime(mdl, x, t, o.progress(cb)); });
   });

@@ -4,6 +4,7 @@
 // strings), so the Python wrappers take their defaults from default-constructed Options.
 #include "py_model.hpp"
 
+#include <algorithm>
 #include <array>
 #include <string>
 #include <type_traits>
@@ -106,6 +107,18 @@ void normalization_options(py::class_<O>& cls) {
   cls.def_property(
       "std", [](const O& o) { return o.normalization().std(); },
       [](O& o, const std::vector<double>& v) { o.normalization().std(v); });
+}
+
+/// The rows of a batch x (N, ...), 1 for anything else (the method's own checks report it).
+inline int64_t batch_rows(const torch::Tensor& x) { return x.defined() && x.dim() >= 1 ? x.size(0) : 1; }
+
+/// The largest forward pass of a method that expands each of x's N images `expansion`
+/// times in batches of `batch_size`: what the thread policy sizes the call by.
+inline int64_t pass_rows(const torch::Tensor& x, int64_t expansion, int64_t batch_size) {
+  const double n = static_cast<double>(batch_rows(x));
+  const double rows = std::min(n * static_cast<double>(std::max<int64_t>(expansion, 1)),
+                               static_cast<double>(std::max<int64_t>(batch_size, 1)));
+  return static_cast<int64_t>(std::min(std::max(rows, n), 1e12));
 }
 
 /// Runs `fn(callback)` without the GIL, the callback driving Python progress (tqdm, a

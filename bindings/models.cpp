@@ -4,6 +4,7 @@
 #include "cnnviz/capture.hpp"
 #include "cnnviz/detail/guided.hpp"
 #include "cnnviz/script_model.hpp"
+#include "cnnviz/threads.hpp"
 
 namespace cnnviz {
 namespace bindings {
@@ -19,6 +20,12 @@ py::dict to_dict(const std::vector<std::pair<std::string, torch::Tensor>>& items
 
 void init_models(py::module_& m) {
   init_py_model_state(m);
+  m.def("set_num_threads", &cnnviz::set_num_threads, py::arg("n"));
+  m.def("get_num_threads", &cnnviz::get_num_threads);
+  // The count a call of `rows` images like x per pass would run at (for tests and docs).
+  m.def("_policy_threads", [](py::object model, const torch::Tensor& x, int64_t rows) {
+    return policy_threads(to_model(model), x, rows);
+  });
   m.def("layers", [](py::object model) {
     py::list out;
     for (auto& l : to_model(model).layers())

@@ -6,6 +6,7 @@
 
 #include "cnnviz/inversion.hpp"
 #include "cnnviz/maximization.hpp"
+#include "cnnviz/threads.hpp"
 
 namespace cnnviz {
 namespace bindings {
@@ -85,6 +86,7 @@ void bind_inversion(py::module_& m) {
   m.def("invert", [](py::object model, const torch::Tensor& x, const std::string& layer, InversionOptions o,
                      py::object progress) {
     auto any = to_model(model);
+    ThreadScope threads(policy_threads(any, x, batch_rows(x)));
     return with_progress(progress, [&](ProgressCallback cb) {
       return cnnviz::invert(any, x, layer, o.progress(std::move(cb)));
     });
@@ -92,6 +94,7 @@ void bind_inversion(py::module_& m) {
   m.def("invert_layers", [](py::object model, const torch::Tensor& x, const std::vector<std::string>& layers,
                             InversionOptions o, py::object progress) {
     auto any = to_model(model);
+    ThreadScope threads(policy_threads(any, x, batch_rows(x)));
     ProgressBridge bridge(std::move(progress));
     std::vector<InversionResult> results;
     {
@@ -104,6 +107,7 @@ void bind_inversion(py::module_& m) {
   m.def("inversion_loss", [](py::object model, const torch::Tensor& x, const torch::Tensor& z,
                              const std::string& layer, const InversionOptions& o) {
     auto any = to_model(model);
+    ThreadScope threads(policy_threads(any, x, batch_rows(x)));
     py::gil_scoped_release release;
     return cnnviz::inversion_loss(any, x, z, layer, o);
   });
@@ -199,6 +203,7 @@ void bind_maximization(py::module_& m) {
                           const std::string& reduction, c10::optional<torch::Tensor> reference_mean,
                           c10::optional<torch::Tensor> reference_std, const std::string& relative) {
     auto any = to_model(model);
+    ThreadScope threads(policy_threads(any, x, batch_rows(x)));
     TopFiltersReference ref;
     if (reference_mean) ref.mean = *reference_mean;
     if (reference_std) ref.std = *reference_std;
@@ -236,6 +241,7 @@ void bind_deep_dream(py::module_& m) {
   m.def("deep_dream", [](py::object model, const torch::Tensor& x, const std::vector<std::string>& layers,
                          DeepDreamOptions o, py::object progress) {
     auto any = to_model(model);
+    ThreadScope threads(policy_threads(any, x, batch_rows(x)));
     return with_progress(progress, [&](ProgressCallback cb) {
       return cnnviz::deep_dream(any, x, layers, o.progress(std::move(cb)));
     });

@@ -288,8 +288,10 @@ inline bool adaptive_path_integral(const AnyModel& model, const IntegratedGradie
 /// bisected where their error is largest (each panel's error is known exactly, since the
 /// forward pass at a node gives f there), until max(|delta|, sqrt(sum of squared panel
 /// errors)) <= tolerance * |f(x) - f(baseline)| or the image has used `max_passes` points;
-/// `passes`, `converged` and `relative_error` report it. Either way each image costs its
-/// `passes` forward+backward passes plus two forward-only passes (x and the baseline).
+/// `passes`, `converged` and `relative_error` report it. Each image costs its `passes`
+/// forward+backward passes; the adaptive mode adds two forward-only passes (x and the
+/// baseline), which fixed steps take from the path (the trapezoid rule's end points) or
+/// run in front of the first batch (Gauss-Legendre).
 inline IntegratedGradientsResult integrated_gradients(const AnyModel& model, const torch::Tensor& x,
                                                       const Target& target = {},
                                                       const IntegratedGradientsOptions& options = {}) {
@@ -303,10 +305,22 @@ inline IntegratedGradientsResult integrated_gradients(const AnyModel& model, con
   const auto rule = adaptive ? decltype(detail::quadrature(options.method(), 2)){}
                              : detail::quadrature(options.method(), options.steps());
   FreezeParameters frozen(model);
-  const int64_t n = x.size(0);
+  const int64_t n = x.size(0), steps = options.steps();
   IntegratedGradientsResult r;
   r.baseline = detail::make_baseline(x, options);
-  {
+  // f(x) and f(baseline) for the delta, and the logits that resolve the targets, come from
+  // the path's own passes where they can: the trapezoid rule's end points are x and the
+  // baseline, so its steps run in the order (x, baseline, the rest) and the first batch
+  // resolves the targets; Gauss-Legendre's nodes are inner points, so x and the baseline
+  // ride in front of its first batch. A separate forward of 2N rows (torch's slow path
+  // for a batch of one or two images, and a batch more) is left for a first batch too
+  // small to hold the N images of x, and for the adaptive mode.
+  const bool ends_on_path = !adaptive && options.method() == IntegrationMethod::riemann_trapezoid;
+  const int64_t chunks = adaptive ? 0 : total / options.batch_size() + (total % options.batch_size() != 0);
+  const int64_t first_end = chunks > 0 ? detail::scaled(total, 1, chunks) : 0;
+  const int64_t riders = !adaptive && !ends_on_path && n <= first_end ? 2 * n : 0;  // rows in front of batch 0
+  const bool separate = adaptive || (ends_on_path ? first_end < n : riders == 0);
+  if (separate) {
     auto both = detail::logits_of(model, torch::cat({x.detach(), r.baseline}));
     r.logits = both.slice(0, 0, n);
     r.target = target.resolve(r.logits);
@@ -318,22 +332,59 @@ inline IntegratedGradientsResult integrated_gradients(const AnyModel& model, con
   if (adaptive) {
     r.stopped_early = !detail::adaptive_path_integral(model, options, r, diff, sum);
   } else {
+    std::vector<int64_t> order(steps);
+    for (int64_t i = 0; i < steps; ++i) order[i] = i;
+    if (ends_on_path) {  // x (alpha = 1) first, then the baseline (alpha = 0), then the inner points
+      order[0] = steps - 1;
+      for (int64_t i = 1; i < steps; ++i) order[i] = i - 1;
+    }
+    auto order_t = torch::tensor(order, torch::kLong).to(x.device());
     auto alpha = torch::tensor(rule.first, torch::kDouble).to(x.device(), x.scalar_type());
     auto weight = torch::tensor(rule.second, torch::kDouble).to(x.device(), x.scalar_type());
-    int64_t evaluated = 0;
-    // Item k is path point k / N of image k % N.
+    int64_t evaluated = 0;  // items run
+    // Item k is path point order[k / N] of image k % N.
     bool done = detail::for_each_batch(total, options.batch_size(), options.progress(),
                                        [&](int64_t b, int64_t e) {
       auto idx = torch::arange(b, e, x.options().dtype(torch::kLong));
-      auto img = idx.remainder(n), step = idx.div(n, "floor");
+      auto img = idx.remainder(n), step = order_t.index_select(0, idx.div(n, "floor"));
       auto a = alpha.index_select(0, step).view({-1, 1, 1, 1});
       auto xb = r.baseline.index_select(0, img) + a * diff.index_select(0, img);
-      auto tb = r.target.index_select(0, img);
-      auto g = detail::input_gradient(model, xb, [&](const torch::Tensor&) { return tb; });
-      sum.index_add_(0, img, g.grad * weight.index_select(0, step).view({-1, 1, 1, 1}));
+      const int64_t c = b == 0 ? riders : 0;
+      if (c > 0) xb = torch::cat({x.detach(), r.baseline, xb});
+      torch::Tensor tb;  // the target of each row of xb
+      auto g = detail::input_gradient(model, xb, [&](const torch::Tensor& logits) {
+        if (!r.target.defined()) {  // x's rows lead the first batch
+          r.logits = logits.slice(0, 0, n).detach().to(x.scalar_type());
+          r.target = target.resolve(r.logits);
+        }
+        tb = r.target.index_select(0, img);
+        if (c > 0) tb = torch::cat({r.target, r.target, tb});
+        return tb;
+      });
+      if (!separate) {
+        auto picked = g.logits.gather(1, tb.view({-1, 1})).squeeze(1);
+        if (c > 0) {
+          r.score = picked.slice(0, 0, n);
+          r.baseline_score = picked.slice(0, n, 2 * n);
+        } else if (ends_on_path) {
+          if (!r.score.defined()) {
+            r.score = torch::zeros({n}, x.options());
+            r.baseline_score = torch::zeros({n}, x.options());
+          }
+          auto at_x = (step == steps - 1).nonzero().view(-1), at_base = (step == 0).nonzero().view(-1);
+          r.score.index_copy_(0, img.index_select(0, at_x), picked.index_select(0, at_x));
+          r.baseline_score.index_copy_(0, img.index_select(0, at_base), picked.index_select(0, at_base));
+        }
+      }
+      sum.index_add_(0, img, g.grad.slice(0, c) * weight.index_select(0, step).view({-1, 1, 1, 1}));
       evaluated = e;
       return 0.0;
     });
+    if (!separate && ends_on_path && evaluated < 2 * n) {  // stopped before the baseline's rows ran
+      torch::NoGradGuard no_grad;
+      auto base = detail::checked_logits(model.forward(r.baseline), n).to(x.scalar_type());
+      r.baseline_score = base.gather(1, r.target.view({-1, 1})).squeeze(1);
+    }
     r.stopped_early = !done;
     // Items [0, evaluated) ran: image i got evaluated / N points, one more if i < evaluated % N.
     r.passes = torch::full({n}, evaluated / n, torch::kLong) +

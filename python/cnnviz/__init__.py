@@ -39,6 +39,8 @@ from .faithfulness import *  # noqa: E402,F401,F403
 from .layer_analysis import *  # noqa: E402,F401,F403
 from .filter_analysis import *  # noqa: E402,F401,F403
 from .representation import *  # noqa: E402,F401,F403
+from .threads import *  # noqa: E402,F401,F403
+from ._plan import inference_plans_enabled, set_inference_plans  # noqa: E402,F401
 from . import cnn_utils, zoo  # noqa: E402,F401
 from . import _results  # noqa: E402,F401  (reprs and docs of the result classes)
 from .runs import RunSummary, open_run, run  # noqa: E402,F401

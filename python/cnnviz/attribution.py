@@ -16,7 +16,7 @@ from typing import List, Optional, Sequence, Union
 
 import torch
 
-from . import _C
+from . import _C, _plan
 from ._progress import ProgressArg, _caller_level, run_native
 
 __all__ = [
@@ -63,6 +63,7 @@ def saliency(model, x: torch.Tensor, target: TargetLike = None, *,
     sample's target logit with respect to x, ``map`` (N, H, W) its absolute value reduced
     over channels (``reduction``: "max" or "mean"), ``target`` (N,), ``logits`` (N, K).
     """
+    model = _plan.model_for(model, x)
     return _C.saliency(model, x, target, _options(_C.SaliencyOptions, reduction=reduction))
 
 
@@ -103,6 +104,8 @@ def _cam(method: str, model, x, layer, target, targets, relu, batch_size, progre
         raise ValueError("cnnviz: pass either target or targets, not both")
     ts = [target] if targets is None else list(targets)
     o = _options(_C.CamOptions, relu=relu, batch_size=batch_size)
+    if method != "score_cam":  # the plan is measured to help single passes only (RESULTS.md)
+        model = _plan.model_for(model, x, layers)
     return run_native(_C.cam, progress if method == "score_cam" else False, None, method,
                       model, x, layers, ts, method, o)
 

@@ -162,6 +162,52 @@ def test_blur_baseline_is_scipy_gaussian_filter_with_nearest_edges():
     assert np.abs(blur[0].numpy() - reflect).max() > 1e-3
 
 
+class Counting(torch.nn.Module):
+    """Records the rows of every forward pass (and whether it builds a graph)."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+        self.passes = []
+
+    def forward(self, x):
+        self.passes.append((x.shape[0], torch.is_grad_enabled()))
+        return self.net(x)
+
+
+@pytest.mark.parametrize("method", ["riemann_trapezoid", "gauss_legendre"])
+def test_delta_rows_ride_with_the_path(method):
+    net = small_net()
+    x = torch.randn(2, 3, 10, 10, dtype=torch.float64)
+    counting = Counting(net).eval()
+    cnnviz.set_inference_plans(False)
+    try:
+        r = cnnviz.integrated_gradients(counting, x, steps=8, batch_size=16, method=method)
+    finally:
+        cnnviz.set_inference_plans(True)
+    # One pass of 16 path rows (trapezoid: x and the baseline are path points), or 2 + 2 + 16
+    # (Gauss-Legendre: x and the baseline in front); no separate forward for the delta.
+    assert counting.passes == [(16, True)] if method == "riemann_trapezoid" else [(20, True)]
+    out, base = net(x).detach(), net(torch.zeros_like(x)).detach()
+    target = out.argmax(1)
+    torch.testing.assert_close(r.target, target)
+    torch.testing.assert_close(r.logits, out)
+    torch.testing.assert_close(r.score, out.gather(1, target.view(-1, 1)).squeeze(1))
+    torch.testing.assert_close(r.baseline_score, base.gather(1, target.view(-1, 1)).squeeze(1))
+    if method == "riemann_trapezoid":
+        torch.testing.assert_close(r.attribution, ig_reference(net, x, torch.zeros_like(x), target.tolist(), 8))
+
+
+def test_delta_complete_when_stopped_after_the_first_batch():
+    net = small_net()
+    x = torch.randn(3, 3, 10, 10, dtype=torch.float64)
+    r = cnnviz.integrated_gradients(net, x, 1, steps=6, batch_size=4, progress=lambda i, n, v: False)
+    assert r.stopped_early
+    base = net(torch.zeros_like(x)).detach()[:, 1]
+    torch.testing.assert_close(r.baseline_score, base)   # the baseline's rows had not run
+    torch.testing.assert_close(r.score, net(x).detach()[:, 1])
+
+
 # Error-controlled mode (tolerance=...).
 
 class Curved(torch.nn.Module):

@@ -1,0 +1,138 @@
+"""Inference plans: a small eval-mode ``nn.Module`` compiled once into TorchScript.
+
+One small image through a small CNN (ResNet-20 on 32x32) costs per-op and per-module
+overhead rather than arithmetic. A plan is a ``torch.jit.trace`` of the model: it runs
+without calling back into Python (no module calls, no hooks; the native core captures
+layers in it by name). The trace shares the model's parameters and buffers, so in-place
+changes of their values (an optimizer step, ``load_state_dict``, edits through ``.data``)
+reach it as they are; a replaced tensor or module (another storage) makes a new plan.
+
+A plan is used only where it gives the model's results: it is built for models in eval
+mode with no hooks, whose forward traces without a TracerWarning (no data-dependent Python
+control flow) and returns one tensor; its output is checked against the model's on every
+new input shape (1e-5 relative); a call index (``name:k``) is captured from the model
+itself. Plans are made only for small work (input elements per image times parameters
+below 5e9, where overhead dominates); ``CNNVIZ_PLAN=0`` or
+``cnnviz.set_inference_plans(False)`` turns them off.
+
+Batch norm folded into the convolutions (a traced copy with fused weights) was measured
+too and left out: it gained nothing measurable over the trace on ResNet-20 here, and a copy
+of the weights cannot see edits made through ``.data`` without a checksum per call, whose
+tensor reductions cost more than the fold saves (benchmarks/RESULTS.md, "Attribution").
+"""
+from __future__ import annotations
+
+import os
+import threading
+import warnings
+import weakref
+from typing import Dict, Optional, Sequence, Tuple
+
+import torch
+import torch.nn as nn
+
+__all__ = ["set_inference_plans", "inference_plans_enabled"]
+
+_SMALL_WORK = 5e9  # as detail::kSmallWork: per-image input elements times parameters
+_lock = threading.RLock()
+_plans: "weakref.WeakKeyDictionary[nn.Module, _Entry]" = weakref.WeakKeyDictionary()
+_enabled = True
+
+
+def set_inference_plans(enabled: bool) -> None:
+    """Turns inference plans on (the default) or off for every later call."""
+    global _enabled
+    _enabled = bool(enabled)
+
+
+def inference_plans_enabled() -> bool:
+    """Whether calls may use inference plans (``set_inference_plans`` and ``CNNVIZ_PLAN``)."""
+    return _enabled and os.environ.get("CNNVIZ_PLAN", "1") not in ("0", "off", "false")
+
+
+class _Entry:
+    """The plans of one model: per image shape a traced module (or None: not plannable),
+    the input shapes verified against the model, the state key."""
+
+    def __init__(self, state) -> None:
+        self.state = state
+        self.traced: Dict[Tuple[int, ...], Optional[torch.jit.ScriptModule]] = {}
+        self.verified: Dict[Tuple[int, ...], bool] = {}
+
+
+def _tensors(model: nn.Module):
+    return list(model.parameters()) + [b for b in model.buffers() if b is not None]
+
+
+def _state(model: nn.Module, tensors) -> tuple:
+    """What a plan depends on: each tensor's storage and shape, the modules and their
+    modes (values are shared with the trace, so they need no key)."""
+    return (tuple((t.data_ptr(), tuple(t.shape)) for t in tensors),
+            tuple((id(m), m.training) for m in model.modules()))
+
+
+def _eligible(model, x: torch.Tensor) -> bool:
+    if not isinstance(model, nn.Module) or isinstance(model, torch.jit.ScriptModule):
+        return False
+    if not inference_plans_enabled() or not isinstance(x, torch.Tensor) or x.dim() != 4:
+        return False
+    if x.dtype != torch.float32 or torch.is_autocast_enabled() or torch.is_autocast_cpu_enabled():
+        return False
+    from torch.nn.modules import module as _m
+    if _m._global_forward_hooks or _m._global_forward_pre_hooks:
+        return False
+    for m in model.modules():
+        if m.training or m._forward_hooks or m._forward_pre_hooks:
+            return False
+    return True
+
+
+def _build(model: nn.Module, x: torch.Tensor):
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            traced = torch.jit.trace(model, x[:1].detach(), check_trace=False)
+        if any(issubclass(w.category, torch.jit.TracerWarning) for w in caught):
+            return None  # Python control flow read tensor values: a trace may not generalize
+        return traced
+    except Exception:  # noqa: BLE001 - any model the tracer cannot handle runs as it is
+        return None
+
+
+def _verify(model: nn.Module, plan, x: torch.Tensor) -> bool:
+    with torch.no_grad():
+        expected, got = model(x), plan(x)
+    if not isinstance(expected, torch.Tensor) or not isinstance(got, torch.Tensor) or expected.shape != got.shape:
+        return False
+    scale = float(expected.abs().max()) if expected.numel() else 0.0
+    return bool(torch.allclose(got, expected, rtol=1e-5, atol=1e-5 * max(scale, 1e-12)))
+
+
+def model_for(model, x: torch.Tensor, layers: Sequence[str] = ()):
+    """The plan that serves a call on ``x`` (capturing ``layers``), or ``model`` itself."""
+    if not _eligible(model, x):
+        return model
+    tensors = _tensors(model)
+    per_image = x[0].numel()
+    if per_image * max(1, sum(t.numel() for t in tensors if isinstance(t, nn.Parameter))) >= _SMALL_WORK:
+        return model
+    image = tuple(x.shape[1:])
+    with _lock:
+        state = _state(model, tensors)
+        entry = _plans.get(model)
+        if entry is None or entry.state != state:
+            entry = _Entry(state)
+            _plans[model] = entry
+        if image not in entry.traced:
+            entry.traced[image] = _build(model, x)
+        plan = entry.traced[image]
+        if plan is None:
+            return model
+        shape = tuple(x.shape)
+        if shape not in entry.verified:
+            entry.verified[shape] = _verify(model, plan, x.detach())
+        if not entry.verified[shape]:
+            return model
+    if any(":" in layer for layer in layers):
+        return model
+    return plan
