@@ -30,6 +30,7 @@ from __future__ import annotations
 import inspect
 import math
 import operator
+import threading
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
@@ -48,6 +49,12 @@ MATERIALIZE_FRACTION = 0.75
 #: and this many FLOPs per image: below, tracing and the per-layer bookkeeping cost more.
 AUTO_MIN_SAVED_SHARE = 0.2
 AUTO_MIN_SAVED_FLOPS = 2e9
+
+# torch.fx patches torch.nn.Module.__call__ for the whole process while it traces: two traces
+# at once corrupt each other, and a module called from another thread meanwhile runs through
+# the tracer. Traces are serialized, and automatic mode traces only a model whose forward can
+# reach AUTO_MIN_SAVED_FLOPS (small models, the ones run from many threads, are never traced).
+_TRACE_LOCK = threading.Lock()
 
 
 class IncrementalUnsupported(ValueError):
@@ -383,7 +390,8 @@ class Plan:
     def __init__(self, model: nn.Module, x: torch.Tensor) -> None:
         _check_model(model)
         try:
-            gm = fx.symbolic_trace(model)
+            with _TRACE_LOCK:
+                gm = fx.symbolic_trace(model)
         except Exception as e:  # noqa: BLE001 - any trace failure means "not traceable"
             raise IncrementalUnsupported(
                 f"cnnviz: incremental occlusion cannot trace the model with torch.fx ({type(e).__name__}: "
@@ -901,6 +909,8 @@ def prepare(model, x: torch.Tensor, window, stride, batch_size, required: bool
         if not isinstance(batch_size, int) or batch_size < 1:
             return None, "bad batch size"
         x = x.detach()
+        if not required and _forward_flops_bound(model, x) < AUTO_MIN_SAVED_FLOPS:
+            return None, "the model is too small for incremental occlusion to pay off"
         plan = Plan(model, x[:1])
         first = [_positions(x.shape[2], x.shape[3], win, st)[0]]
         if not any(isinstance(m, Region) for n, m in geometry(plan, first, win, math.inf).items()
@@ -924,6 +934,17 @@ def prepare(model, x: torch.Tensor, window, stride, batch_size, required: bool
         if required:
             raise
         return None, f"{type(e).__name__}: {e}"
+
+
+def _forward_flops_bound(model, x: torch.Tensor) -> float:
+    """An upper bound of one image's forward FLOPs that needs no trace: 2 x parameters x
+    pixels (a weight is used at most once per output position, and a classifier's maps are
+    no larger than its input). Infinite when the model has no parameters to count."""
+    try:
+        params = sum(p.numel() for p in model.parameters())
+    except Exception:  # noqa: BLE001 - not an nn.Module: the trace decides
+        return math.inf
+    return 2.0 * params * x.shape[2] * x.shape[3] if params else math.inf
 
 
 def _check_same_output(traced, eager) -> None:

@@ -374,3 +374,22 @@ def test_flops_bad_input():
         io.occlusion_flops(net, (3, 8, 8), 2, 2, batch_size=0)
     with pytest.raises(ValueError, match="eval mode"):
         io.occlusion_flops(_net(VggLike).train(), (3, 8, 8), 2, 2)
+
+
+def test_auto_mode_never_traces_a_small_model(monkeypatch):
+    # torch.fx patches nn.Module.__call__ process-wide while it traces, so a trace racing
+    # other threads' forwards crashed them (tests/python/test_threads.py). Automatic mode
+    # must decide "too small" before tracing; an explicit request still traces.
+    from cnnviz import _incremental_occlusion as inc
+
+    traced = []
+    real = inc.fx.symbolic_trace
+    monkeypatch.setattr(inc.fx, "symbolic_trace", lambda m, *a, **k: traced.append(m) or real(m, *a, **k))
+    small = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                          nn.Linear(4, 3)).eval()
+    x = torch.randn(1, 3, 16, 16)
+    runner, why = inc.prepare(small, x, 4, 4, 8, required=False)
+    assert runner is None and "too small" in why and not traced
+    result = cnnviz.occlusion(small, x, target=0, window=4, stride=4)
+    assert not result.incremental and not traced
+    assert cnnviz.occlusion(small, x, target=0, window=4, stride=4, incremental=True).incremental and traced
