@@ -42,12 +42,20 @@ _enabled = True
 def set_inference_plans(enabled: bool) -> None:
     """Turns inference plans on (the default) or off for every later call."""
     global _enabled
-    _enabled = bool(enabled)
+    if not isinstance(enabled, bool):  # a string such as "off" would read as True
+        raise TypeError(f"cnnviz: set_inference_plans takes True or False, got {enabled!r}")
+    _enabled = enabled
 
 
 def inference_plans_enabled() -> bool:
     """Whether calls may use inference plans (``set_inference_plans`` and ``CNNVIZ_PLAN``)."""
-    return _enabled and os.environ.get("CNNVIZ_PLAN", "1") not in ("0", "off", "false")
+    value = os.environ.get("CNNVIZ_PLAN", "1").strip().lower()
+    if value not in _ENV_VALUES:
+        raise ValueError(f"cnnviz: CNNVIZ_PLAN must be 1/on/true or 0/off/false, got {value!r}")
+    return _enabled and _ENV_VALUES[value]
+
+
+_ENV_VALUES = {"1": True, "on": True, "true": True, "0": False, "off": False, "false": False}
 
 
 class _Entry:

@@ -152,3 +152,15 @@ def test_concurrent_calls_on_one_model(net):
         got = list(pool.map(lambda x: cnnviz.saliency(net, x).attribution, xs))
     for a, b in zip(got, expected):
         close(a, b)
+
+
+def test_plan_switches_refuse_values_that_are_not_on_or_off(monkeypatch):
+    with pytest.raises(TypeError, match="True or False"):
+        cnnviz.set_inference_plans("off")
+    monkeypatch.setenv("CNNVIZ_PLAN", "no")
+    with pytest.raises(ValueError, match="CNNVIZ_PLAN"):
+        cnnviz._plan.inference_plans_enabled()
+    monkeypatch.setenv("CNNVIZ_PLAN", "Off")
+    assert not cnnviz._plan.inference_plans_enabled()
+    monkeypatch.setenv("CNNVIZ_PLAN", "1")
+    assert cnnviz._plan.inference_plans_enabled()
