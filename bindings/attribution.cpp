@@ -72,11 +72,11 @@ void bind_options(py::module_& m) {
     py::class_<LimeOptions> c(m, "LimeOptions");
     c.def(py::init<>());
     CNNVIZ_OPTION(c, LimeOptions, segmentation);
-    option(c, "segments", [](const LimeOptions& o) { return o.superpixels().segments(); },
+    option(c, "segments", "", [](const LimeOptions& o) { return o.superpixels().segments(); },
            [](LimeOptions& o, int64_t v) { o.superpixels().segments(v); });
-    option(c, "compactness", [](const LimeOptions& o) { return o.superpixels().compactness(); },
+    option(c, "compactness", "", [](const LimeOptions& o) { return o.superpixels().compactness(); },
            [](LimeOptions& o, double v) { o.superpixels().compactness(v); });
-    option(c, "slic_iterations", [](const LimeOptions& o) { return o.superpixels().iterations(); },
+    option(c, "slic_iterations", "", [](const LimeOptions& o) { return o.superpixels().iterations(); },
            [](LimeOptions& o, int64_t v) { o.superpixels().iterations(v); });
     CNNVIZ_OPTION(c, LimeOptions, custom_segments);
     CNNVIZ_OPTION(c, LimeOptions, samples);

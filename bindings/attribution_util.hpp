@@ -2,6 +2,7 @@
 // Shared by attribution.cpp and adversarial.cpp: targets from Python objects, Options
 // structs exposed as classes whose properties read and write the C++ fields (enums as
 // strings), so the Python wrappers take their defaults from default-constructed Options.
+#include "options_bridge.hpp"
 #include "py_model.hpp"
 
 #include <algorithm>
@@ -36,16 +37,7 @@ inline Target to_target(const py::handle& obj) {
                     "tensor, got ", std::string(py::str(obj.get_type())));
 }
 
-/// The names of an enum's values, for properties that speak strings.
-template <class E>
-struct EnumNames;
-#define CNNVIZ_ENUM_NAMES(E, ...)                                                   \
-  template <>                                                                       \
-  struct EnumNames<E> {                                                             \
-    static std::vector<std::pair<E, const char*>> values() { return {__VA_ARGS__}; } \
-  }
-CNNVIZ_ENUM_NAMES(ChannelReduction, {ChannelReduction::max, "max"}, {ChannelReduction::mean, "mean"});
-CNNVIZ_ENUM_NAMES(Score, {Score::logit, "logit"}, {Score::probability, "probability"});
+// Names of this area's enums (the shared ones are in options_bridge.hpp).
 CNNVIZ_ENUM_NAMES(IntegrationMethod, {IntegrationMethod::riemann_trapezoid, "riemann_trapezoid"},
                   {IntegrationMethod::gauss_legendre, "gauss_legendre"});
 CNNVIZ_ENUM_NAMES(BaselineKind, {BaselineKind::zeros, "zeros"}, {BaselineKind::black, "black"},
@@ -54,49 +46,9 @@ CNNVIZ_ENUM_NAMES(BaselineKind, {BaselineKind::zeros, "zeros"}, {BaselineKind::b
 CNNVIZ_ENUM_NAMES(Segmentation, {Segmentation::slic, "slic"}, {Segmentation::grid, "grid"});
 CNNVIZ_ENUM_NAMES(CamMethod, {CamMethod::grad_cam, "grad_cam"}, {CamMethod::grad_cam_pp, "grad_cam_pp"},
                   {CamMethod::layer_cam, "layer_cam"}, {CamMethod::score_cam, "score_cam"});
-#undef CNNVIZ_ENUM_NAMES
-
-template <class E>
-std::string enum_name(E e) {
-  for (auto& kv : EnumNames<E>::values())
-    if (kv.first == e) return kv.second;
-  return "?";
-}
-
-template <class E>
-E enum_value(const std::string& name, const char* what) {
-  std::string known;
-  for (auto& kv : EnumNames<E>::values()) {
-    if (name == kv.second) return kv.first;
-    known += (known.empty() ? "'" : ", '") + std::string(kv.second) + "'";
-  }
-  TORCH_CHECK_VALUE(false, "cnnviz: ", what, " must be one of ", known, ", got '", name, "'");
-}
-
-/// A property of an Options class backed by a TORCH_ARG field: enums read and write as
-/// strings, tensors as tensors or None.
-template <class O, class Get, class Set>
-void option(py::class_<O>& cls, const char* name, Get get, Set set) {
-  using T = std::decay_t<decltype(get(std::declval<const O&>()))>;
-  if constexpr (std::is_enum_v<T>) {
-    cls.def_property(
-        name, [get](const O& o) { return enum_name(get(o)); },
-        [set, name](O& o, const std::string& v) { set(o, enum_value<T>(v, name)); });
-  } else if constexpr (std::is_same_v<T, torch::Tensor>) {
-    cls.def_property(
-        name, [get](const O& o) -> py::object { return get(o).defined() ? py::cast(get(o)) : py::none(); },
-        [set, name](O& o, py::object v) {
-          TORCH_CHECK_VALUE(v.is_none() || THPVariable_Check(v.ptr()), "cnnviz: ", name,
-                            " must be a tensor or None");
-          set(o, v.is_none() ? torch::Tensor() : THPVariable_Unpack(v.ptr()));
-        });
-  } else {
-    cls.def_property(name, [get](const O& o) { return get(o); }, [set](O& o, const T& v) { set(o, v); });
-  }
-}
 
 #define CNNVIZ_OPTION(cls, O, field) \
-  option(cls, #field, [](const O& o) { return o.field(); }, [](O& o, const auto& v) { o.field(v); })
+  option(cls, #field, "", [](const O& o) { return o.field(); }, [](O& o, const auto& v) { o.field(v); })
 
 /// `mean` and `std` properties for Options with a `normalization` field.
 template <class O>

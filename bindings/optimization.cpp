@@ -11,24 +11,8 @@
 namespace cnnviz {
 namespace bindings {
 
-template <>
-struct EnumNames<Optimizer> {
-  static std::vector<std::pair<Optimizer, const char*>> values() {
-    return {{Optimizer::sgd, "sgd"}, {Optimizer::adam, "adam"}};
-  }
-};
-template <>
-struct EnumNames<InversionInit> {
-  static std::vector<std::pair<InversionInit, const char*>> values() {
-    return {{InversionInit::noise, "noise"}, {InversionInit::zeros, "zeros"}, {InversionInit::blurred, "blurred"}};
-  }
-};
-template <>
-struct EnumNames<Parameterization> {
-  static std::vector<std::pair<Parameterization, const char*>> values() {
-    return {{Parameterization::pixel, "pixel"}, {Parameterization::fourier, "fourier"}};
-  }
-};
+CNNVIZ_ENUM_NAMES(InversionInit, {InversionInit::noise, "noise"}, {InversionInit::zeros, "zeros"},
+                  {InversionInit::blurred, "blurred"});
 template <>
 struct EnumNames<Objective::Kind> {
   static std::vector<std::pair<Objective::Kind, const char*>> values() {

@@ -12,7 +12,7 @@
 
 #include "cnnviz/detail/checked_capture.hpp"
 #include "cnnviz/detail/finite.hpp"
-#include "cnnviz/detail/normalization.hpp"
+#include "cnnviz/normalization.hpp"
 #include "cnnviz/detail/optimizer.hpp"
 #include "cnnviz/perturbation.hpp"
 #include "cnnviz/script_model.hpp"

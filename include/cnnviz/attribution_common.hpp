@@ -13,7 +13,8 @@
 #include <vector>
 
 #include "cnnviz/detail/checked_size.hpp"
-#include "cnnviz/detail/normalization.hpp"
+#include "cnnviz/enums.hpp"
+#include "cnnviz/normalization.hpp"
 #include "cnnviz/image.hpp"
 #include "cnnviz/model.hpp"
 #include "cnnviz/progress.hpp"
@@ -108,20 +109,9 @@ class Targets {
   std::vector<Target> targets_;
 };
 
-/// How model inputs were normalized from pixels in [0, 1]: x = (pixel - mean) / std per
-/// channel. Methods that reason in pixels (black or noise baselines, superpixels, attack
-/// budgets) use it; ImageNet statistics by default.
-struct Normalization {
-  TORCH_ARG(std::vector<double>, mean) = kImageNetMean;
-  TORCH_ARG(std::vector<double>, std) = kImageNetStd;
-};
-
 /// How a (N, C, H, W) attribution becomes an (N, H, W) map: the maximum or the mean of
-/// its absolute value over channels.
-enum class ChannelReduction { max, mean };
-
-/// Which score of the target class a perturbation method compares.
-enum class Score { logit, probability };
+/// its absolute value over channels (Reduction::max or Reduction::mean).
+using ChannelReduction = Reduction;
 
 /// What a gradient method returns.
 struct Attribution {
@@ -136,16 +126,11 @@ struct Attribution {
 namespace detail {
 
 /// |a| reduced over channels: (N, C, H, W) -> (N, H, W).
-inline torch::Tensor reduce_channels(const torch::Tensor& a, ChannelReduction r) {
+inline torch::Tensor reduce_channels(const torch::Tensor& a, Reduction r) {
+  TORCH_CHECK_VALUE(r == Reduction::max || r == Reduction::mean, "cnnviz: a channel reduction must be max or mean, got ",
+                    reduction_name(r));
   auto m = a.abs();
   return r == ChannelReduction::max ? std::get<0>(m.max(1)) : m.mean(1);
-}
-
-/// mean and std of a normalization as (1, C, 1, 1) tensors like x (`fn` names the caller
-/// in errors).
-inline std::pair<torch::Tensor, torch::Tensor> normalization_stats(const Normalization& n, const torch::Tensor& x,
-                                                                   const char* fn) {
-  return normalization(n.mean(), n.std(), x.size(1), x.options(), fn);
 }
 
 /// The score of each sample's target class, summed: the samples are independent (models in

@@ -27,20 +27,10 @@
 #include <vector>
 
 #include "cnnviz/detail/finite.hpp"
+#include "cnnviz/normalization.hpp"
 #include "cnnviz/detail/image_colormaps.hpp"
 
 namespace cnnviz {
-
-// ---------------------------------------------------------------------------------------
-// Normalization constants.
-
-/// ImageNet RGB mean and std (torchvision's pretrained models).
-inline const std::vector<double> kImageNetMean = {0.485, 0.456, 0.406};
-inline const std::vector<double> kImageNetStd = {0.229, 0.224, 0.225};
-/// The statistics the sample CIFAR-10 ResNets (resnet20/56_cifar10) were trained with: their
-/// training script normalizes with the ImageNet values, not with CIFAR-10's own statistics.
-inline const std::vector<double> kCifar10Mean = kImageNetMean;
-inline const std::vector<double> kCifar10Std = kImageNetStd;
 
 // ---------------------------------------------------------------------------------------
 // Decoding and encoding (src/image_codec.cpp).

@@ -18,7 +18,7 @@
 #include "cnnviz/detail/checked_capture.hpp"
 #include "cnnviz/detail/checked_size.hpp"
 #include "cnnviz/detail/gaussian_filter.hpp"
-#include "cnnviz/detail/normalization.hpp"
+#include "cnnviz/normalization.hpp"
 #include "cnnviz/detail/optimizer.hpp"
 #include "cnnviz/detail/transforms.hpp"
 #include "cnnviz/image.hpp"

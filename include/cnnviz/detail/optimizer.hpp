@@ -9,15 +9,10 @@
 #include <cmath>
 #include <cstdint>
 
+#include "cnnviz/enums.hpp"
 #include "cnnviz/progress.hpp"
 
 namespace cnnviz {
-
-/// The optimizer of an optimization loop.
-enum class Optimizer {
-  sgd,   ///< SGD with (heavy-ball) momentum, as torch.optim.SGD
-  adam,  ///< Adam, as torch.optim.Adam (momentum is beta1, beta2 = 0.999, eps = 1e-8)
-};
 
 namespace detail {
 

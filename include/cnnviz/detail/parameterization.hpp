@@ -17,13 +17,9 @@
 #include <cstdint>
 #include <vector>
 
-namespace cnnviz {
+#include "cnnviz/enums.hpp"
 
-/// How activation maximization represents the image it optimizes.
-enum class Parameterization {
-  pixel,    ///< one parameter per pixel and channel
-  fourier,  ///< an rfft2 spectrum with 1 / f^decay_power frequency scaling
-};
+namespace cnnviz {
 
 namespace detail {
 

@@ -1,0 +1,28 @@
+"""The Python half of the options bridge: C++ Options classes (``cnnviz._C.*Options``) are
+filled from a wrapper's own arguments, so an option is written once in C++ (its row in the
+Options struct, with its default) and once in the wrapper's signature."""
+from typing import Any, Mapping, Optional, Type, TypeVar
+
+O = TypeVar("O")
+
+
+def fill_options(cls: Type[O], values: Mapping[str, Any], base: Optional[O] = None) -> O:
+    """A ``cls`` (default-constructed, or a copy of ``base``'s values) with every field of
+    ``cls._fields`` that ``values`` names set from it; other keys of ``values`` are ignored,
+    so a wrapper can pass ``locals()``. ``None`` leaves a non-tensor field at its default."""
+    options = cls()
+    if base is not None:
+        for name in cls._fields:
+            setattr(options, name, getattr(base, name))
+    for name in cls._fields:
+        if name in values:
+            value = values[name]
+            if value is None and getattr(options, name) is not None:
+                continue
+            setattr(options, name, value)
+    return options
+
+
+def defaults(cls: Type[O]) -> O:
+    """A default-constructed ``cls``: the source of a wrapper signature's defaults."""
+    return cls()
