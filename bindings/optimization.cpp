@@ -13,53 +13,26 @@ namespace bindings {
 
 CNNVIZ_ENUM_NAMES(InversionInit, {InversionInit::noise, "noise"}, {InversionInit::zeros, "zeros"},
                   {InversionInit::blurred, "blurred"});
-template <>
-struct EnumNames<Objective::Kind> {
-  static std::vector<std::pair<Objective::Kind, const char*>> values() {
-    return {{Objective::Kind::channel, "channel"}, {Objective::Kind::neuron, "neuron"},
-            {Objective::Kind::logit, "logit"}, {Objective::Kind::direction, "direction"}};
-  }
-};
+CNNVIZ_ENUM_NAMES(Objective::Kind, {Objective::Kind::channel, "channel"}, {Objective::Kind::neuron, "neuron"},
+                  {Objective::Kind::logit, "logit"}, {Objective::Kind::direction, "direction"});
 
 namespace {
 
 void bind_inversion(py::module_& m) {
-  py::class_<InversionOptions> c(m, "InversionOptions");
-  c.def(py::init<>());
-  c.def_static("notebook", &InversionOptions::notebook, "The notebook's settings: SGD, lr 1e3, momentum 0.9.");
-  CNNVIZ_OPTION(c, InversionOptions, iterations);
-  CNNVIZ_OPTION(c, InversionOptions, optimizer);
-  CNNVIZ_OPTION(c, InversionOptions, learning_rate);
-  CNNVIZ_OPTION(c, InversionOptions, momentum);
-  CNNVIZ_OPTION(c, InversionOptions, lr_decay);
-  CNNVIZ_OPTION(c, InversionOptions, lr_decay_every);
-  CNNVIZ_OPTION(c, InversionOptions, alpha);
-  CNNVIZ_OPTION(c, InversionOptions, lambda_alpha);
-  CNNVIZ_OPTION(c, InversionOptions, tv_beta);
-  CNNVIZ_OPTION(c, InversionOptions, lambda_tv);
-  CNNVIZ_OPTION(c, InversionOptions, init);
-  CNNVIZ_OPTION(c, InversionOptions, init_image);
-  CNNVIZ_OPTION(c, InversionOptions, init_blur_sigma);
-  CNNVIZ_OPTION(c, InversionOptions, seed);
-  CNNVIZ_OPTION(c, InversionOptions, jitter);
-  CNNVIZ_OPTION(c, InversionOptions, clamp_pixels);
-  CNNVIZ_OPTION(c, InversionOptions, mean);
-  CNNVIZ_OPTION(c, InversionOptions, std);
-  CNNVIZ_OPTION(c, InversionOptions, snapshot_every);
-  CNNVIZ_OPTION(c, InversionOptions, on_snapshot);
-  CNNVIZ_OPTION(c, InversionOptions, batch_layers);
+  bind_options<InversionOptions>(m, "InversionOptions", "Options of invert() and invert_layers().")
+      .def_static("notebook", &InversionOptions::notebook, "The notebook's settings: SGD, lr 1e3, momentum 0.9.");
 
   py::class_<InversionResult>(m, "InversionResult")
-      .def_readonly("layer", &InversionResult::layer)
-      .def_readonly("image", &InversionResult::image)
-      .def_readonly("losses", &InversionResult::losses)
-      .def_readonly("snapshots", &InversionResult::snapshots)
-      .def_readonly("snapshot_steps", &InversionResult::snapshot_steps)
-      .def_readonly("final_loss", &InversionResult::final_loss)
-      .def_readonly("feature_loss", &InversionResult::feature_loss)
-      .def_readonly("prior_loss", &InversionResult::prior_loss)
-      .def_readonly("stopped_early", &InversionResult::stopped_early)
-      .def_readwrite("interrupted", &InversionResult::interrupted)
+      .def_readonly("layer", &InversionResult::layer, "The layer matched.")
+      .def_readonly("image", &InversionResult::image, "(N, C, H, W) the reconstruction, normalized like x.")
+      .def_readonly("losses", &InversionResult::losses, "(steps,) float64: the loss before each update.")
+      .def_readonly("snapshots", &InversionResult::snapshots, "(N, C, H, W) copies after steps snapshot_steps.")
+      .def_readonly("snapshot_steps", &InversionResult::snapshot_steps, "The steps of the snapshots.")
+      .def_readonly("final_loss", &InversionResult::final_loss, "The loss of image (no jitter): feature_loss + prior_loss.")
+      .def_readonly("feature_loss", &InversionResult::feature_loss, "The feature term of final_loss: euclidean_loss summed over images.")
+      .def_readonly("prior_loss", &InversionResult::prior_loss, "The priors' part of final_loss.")
+      .def_readonly("stopped_early", &InversionResult::stopped_early, "The progress callback stopped the loop.")
+      .def_readwrite("interrupted", &InversionResult::interrupted, "Ctrl-C stopped the loop (partial result).")
       .def("__repr__", [](const InversionResult& r) {
         return "InversionResult(layer='" + r.layer + "', steps=" + std::to_string(r.losses.size(0)) +
                ", final_loss=" + std::to_string(r.final_loss) + ", feature_loss=" + std::to_string(r.feature_loss) +
@@ -113,46 +86,17 @@ Objective to_objective(const std::string& kind, const std::string& layer, const 
 }
 
 void bind_maximization(py::module_& m) {
-  py::class_<MaximizeOptions> c(m, "MaximizeOptions");
-  c.def(py::init<>());
-  CNNVIZ_OPTION(c, MaximizeOptions, iterations);
-  CNNVIZ_OPTION(c, MaximizeOptions, optimizer);
-  CNNVIZ_OPTION(c, MaximizeOptions, learning_rate);
-  CNNVIZ_OPTION(c, MaximizeOptions, momentum);
-  CNNVIZ_OPTION(c, MaximizeOptions, size);
-  CNNVIZ_OPTION(c, MaximizeOptions, parameterization);
-  CNNVIZ_OPTION(c, MaximizeOptions, decay_power);
-  CNNVIZ_OPTION(c, MaximizeOptions, decorrelate);
-  CNNVIZ_OPTION(c, MaximizeOptions, sigmoid);
-  CNNVIZ_OPTION(c, MaximizeOptions, init_scale);
-  CNNVIZ_OPTION(c, MaximizeOptions, init_image);
-  CNNVIZ_OPTION(c, MaximizeOptions, seed);
-  CNNVIZ_OPTION(c, MaximizeOptions, transforms);
-  CNNVIZ_OPTION(c, MaximizeOptions, pad);
-  CNNVIZ_OPTION(c, MaximizeOptions, jitter);
-  CNNVIZ_OPTION(c, MaximizeOptions, scale_min);
-  CNNVIZ_OPTION(c, MaximizeOptions, scale_max);
-  CNNVIZ_OPTION(c, MaximizeOptions, rotate);
-  CNNVIZ_OPTION(c, MaximizeOptions, lambda_alpha);
-  CNNVIZ_OPTION(c, MaximizeOptions, alpha);
-  CNNVIZ_OPTION(c, MaximizeOptions, lambda_tv);
-  CNNVIZ_OPTION(c, MaximizeOptions, tv_beta);
-  CNNVIZ_OPTION(c, MaximizeOptions, lambda_blur);
-  CNNVIZ_OPTION(c, MaximizeOptions, blur_sigma);
-  CNNVIZ_OPTION(c, MaximizeOptions, mean);
-  CNNVIZ_OPTION(c, MaximizeOptions, std);
-  CNNVIZ_OPTION(c, MaximizeOptions, snapshot_every);
-  CNNVIZ_OPTION(c, MaximizeOptions, on_snapshot);
+  bind_options<MaximizeOptions>(m, "MaximizeOptions", "Options of maximize().");
 
   py::class_<MaximizeResult>(m, "MaximizeResult")
-      .def_readonly("image", &MaximizeResult::image)
-      .def_readonly("objective", &MaximizeResult::objective)
-      .def_readonly("initial_objective", &MaximizeResult::initial_objective)
-      .def_readonly("losses", &MaximizeResult::losses)
-      .def_readonly("snapshots", &MaximizeResult::snapshots)
-      .def_readonly("snapshot_steps", &MaximizeResult::snapshot_steps)
-      .def_readonly("stopped_early", &MaximizeResult::stopped_early)
-      .def_readwrite("interrupted", &MaximizeResult::interrupted)
+      .def_readonly("image", &MaximizeResult::image, "(B, 3, H, W) normalized like the model's input.")
+      .def_readonly("objective", &MaximizeResult::objective, "(B,) the objective at image (no transforms).")
+      .def_readonly("initial_objective", &MaximizeResult::initial_objective, "(B,) the objective at the start image.")
+      .def_readonly("losses", &MaximizeResult::losses, "(steps,) float64: mean over images of -objective + priors.")
+      .def_readonly("snapshots", &MaximizeResult::snapshots, "(B, 3, H, W) copies after steps snapshot_steps.")
+      .def_readonly("snapshot_steps", &MaximizeResult::snapshot_steps, "The steps of the snapshots.")
+      .def_readonly("stopped_early", &MaximizeResult::stopped_early, "The progress callback stopped the loop.")
+      .def_readwrite("interrupted", &MaximizeResult::interrupted, "Ctrl-C stopped the loop (partial result).")
       .def("__repr__", [](const MaximizeResult& r) {
         return "MaximizeResult(images=" + std::to_string(r.image.size(0)) + ", steps=" +
                std::to_string(r.losses.size(0)) + (r.stopped_early ? ", stopped_early" : "") +
@@ -170,9 +114,11 @@ void bind_maximization(py::module_& m) {
   });
 
   py::class_<TopFilters>(m, "TopFilters")
-      .def_readonly("channels", &TopFilters::channels)
-      .def_readonly("scores", &TopFilters::scores)
-      .def_readonly("activations", &TopFilters::activations)
+      .def_readonly("channels", &TopFilters::channels, "(N, k) int64: per image, highest score first.")
+      .def_readonly("scores", &TopFilters::scores, "(N, k) float64: the ranking score.")
+      .def_readonly("activations", &TopFilters::activations, "(N, k) float64: the channels' mean or max activation.")
+      .def_readonly("stopped_early", &TopFilters::stopped_early, "Always False: one forward pass, no loop.")
+      .def_readonly("interrupted", &TopFilters::interrupted, "Always False: one forward pass, no loop.")
       .def("__repr__", [](const TopFilters& t) {
         std::string s = "TopFilters(channels per image=[";
         for (int64_t i = 0; i < t.channels.size(0); ++i) {
@@ -192,32 +138,22 @@ void bind_maximization(py::module_& m) {
     if (reference_mean) ref.mean = *reference_mean;
     if (reference_std) ref.std = *reference_std;
     ref.relative = relative;
+    auto r = enum_value<Reduction>(reduction, "reduction");
     py::gil_scoped_release release;
-    return cnnviz::top_filters(any, x, layer, k, reduction, ref);
+    return cnnviz::top_filters(any, x, layer, k, r, ref);
   });
 }
 
 void bind_deep_dream(py::module_& m) {
-  py::class_<DeepDreamOptions> c(m, "DeepDreamOptions");
-  c.def(py::init<>());
-  CNNVIZ_OPTION(c, DeepDreamOptions, iterations);
-  CNNVIZ_OPTION(c, DeepDreamOptions, octaves);
-  CNNVIZ_OPTION(c, DeepDreamOptions, octave_scale);
-  CNNVIZ_OPTION(c, DeepDreamOptions, learning_rate);
-  CNNVIZ_OPTION(c, DeepDreamOptions, jitter);
-  CNNVIZ_OPTION(c, DeepDreamOptions, grad_blur_sigma);
-  CNNVIZ_OPTION(c, DeepDreamOptions, clamp_pixels);
-  CNNVIZ_OPTION(c, DeepDreamOptions, mean);
-  CNNVIZ_OPTION(c, DeepDreamOptions, std);
-  CNNVIZ_OPTION(c, DeepDreamOptions, seed);
-  CNNVIZ_OPTION(c, DeepDreamOptions, snapshot_every);
-  CNNVIZ_OPTION(c, DeepDreamOptions, on_snapshot);
+  bind_options<DeepDreamOptions>(m, "DeepDreamOptions", "Options of deep_dream().");
 
   py::class_<DeepDreamResult>(m, "DeepDreamResult")
-      .def_readonly("image", &DeepDreamResult::image)
-      .def_readonly("losses", &DeepDreamResult::losses)
-      .def_readonly("stopped_early", &DeepDreamResult::stopped_early)
-      .def_readwrite("interrupted", &DeepDreamResult::interrupted)
+      .def_readonly("image", &DeepDreamResult::image, "(N, C, H, W) normalized like x.")
+      .def_readonly("losses", &DeepDreamResult::losses, "(steps,) float64: sum over layers of mean(activation^2).")
+      .def_readonly("snapshots", &DeepDreamResult::snapshots, "(N, C, h, w) copies at the octave's size after steps snapshot_steps.")
+      .def_readonly("snapshot_steps", &DeepDreamResult::snapshot_steps, "The steps of the snapshots (over all octaves).")
+      .def_readonly("stopped_early", &DeepDreamResult::stopped_early, "The progress callback stopped the loop.")
+      .def_readwrite("interrupted", &DeepDreamResult::interrupted, "Ctrl-C stopped the loop (partial result).")
       .def("__repr__", [](const DeepDreamResult& r) {
         return "DeepDreamResult(steps=" + std::to_string(r.losses.size(0)) +
                (r.stopped_early ? ", stopped_early" : "") + (r.interrupted ? ", interrupted" : "") + ")";

@@ -13,6 +13,7 @@
 
 #include "cnnviz/enums.hpp"
 #include "cnnviz/normalization.hpp"
+#include "cnnviz/progress.hpp"
 
 namespace cnnviz {
 namespace bindings {
@@ -57,6 +58,8 @@ std::vector<std::string> option_names() {
     if constexpr (std::is_same_v<T, Normalization>) {
       names.emplace_back("mean");
       names.emplace_back("std");
+    } else if constexpr (std::is_same_v<T, ProgressCallback>) {
+      // not a property: progress reaches C++ through the call's progress argument
     } else {
       names.emplace_back(name);
     }
@@ -65,11 +68,15 @@ std::vector<std::string> option_names() {
 }
 
 /// One property of an Options class: enums read and write as strings, tensors as tensors
-/// or None, a Normalization as two properties `mean` and `std`, nested Options as objects.
+/// or None, a Normalization as two properties `mean` and `std`, nested Options as objects;
+/// a ProgressCallback is left out (see below).
 template <class O, class Get, class Set>
 void option(py::class_<O>& cls, const char* name, const char* doc, Get get, Set set) {
   using T = std::decay_t<decltype(get(std::declval<const O&>()))>;
-  if constexpr (std::is_enum_v<T>) {
+  if constexpr (std::is_same_v<T, ProgressCallback>) {
+    // Not bound: the Python wrappers take `progress` (a bool, tqdm or a callable) and the
+    // binding hands C++ a callback that drives it and stops on Ctrl-C.
+  } else if constexpr (std::is_enum_v<T>) {
     cls.def_property(
         name, [get](const O& o) { return enum_name(get(o)); },
         [set, name](O& o, const std::string& v) { set(o, enum_value<T>(v, name)); }, doc);

@@ -1,20 +1,17 @@
 // cnnviz._C: alpha_norm, total_variation, euclidean_loss. The trailing `impl` argument
 // ("automatic", "fused" or "composed") is for tests of the non-CPU fallback.
-#include "bindings.hpp"
+#include "options_bridge.hpp"
 
 #include "cnnviz/regularizers.hpp"
 
 namespace cnnviz {
 namespace bindings {
+CNNVIZ_ENUM_NAMES(detail::RegularizerImpl, {detail::RegularizerImpl::automatic, "automatic"},
+                  {detail::RegularizerImpl::fused, "fused"}, {detail::RegularizerImpl::composed, "composed"});
+
 namespace {
 
-detail::RegularizerImpl parse_impl(const std::string& impl) {
-  if (impl == "automatic") return detail::RegularizerImpl::automatic;
-  if (impl == "fused") return detail::RegularizerImpl::fused;
-  if (impl == "composed") return detail::RegularizerImpl::composed;
-  TORCH_CHECK_VALUE(false, "cnnviz: impl must be 'automatic', 'fused' or 'composed', got '", impl,
-                    "'");
-}
+detail::RegularizerImpl parse_impl(const std::string& impl) { return enum_value<detail::RegularizerImpl>(impl, "impl"); }
 
 }  // namespace
 

@@ -365,7 +365,7 @@ LayerInformation layer_information(const AnyModel& model, const torch::Tensor& x
   r.channels = r.channels.slice(0, 0, L);
   r.height = r.height.slice(0, 0, L);
   r.width = r.width.slice(0, 0, L);
-  auto px = detail::to_pixels(x, inv.mean(), inv.std(), fn).to(torch::kDouble);
+  auto px = detail::to_pixels(x, inv.normalization().mean(), inv.normalization().std(), fn).to(torch::kDouble);
   auto ssim_options = options.ssim();
   ssim_options.data_range(1.0).reduction("none");
   TORCH_CHECK_VALUE(x.size(2) >= ssim_options.window_size() && x.size(3) >= ssim_options.window_size(), "cnnviz: ",
@@ -374,7 +374,7 @@ LayerInformation layer_information(const AnyModel& model, const torch::Tensor& x
   std::vector<torch::Tensor> s, ps, ms;
   for (auto& res : r.inversions) {
     r.layers.push_back(res.layer);
-    auto pz = detail::to_pixels(res.image, inv.mean(), inv.std(), fn).to(torch::kDouble);
+    auto pz = detail::to_pixels(res.image, inv.normalization().mean(), inv.normalization().std(), fn).to(torch::kDouble);
     s.push_back(ssim(pz, px, ssim_options).to(torch::kDouble));
     auto mse = (pz - px).pow(2).mean({1, 2, 3});
     ms.push_back(mse);

@@ -28,6 +28,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 import torch
 
 from . import _C
+from ._options import fill_options
 from ._progress import ProgressArg, run_native
 
 __all__ = [
@@ -59,13 +60,6 @@ def _snapshot_callback(on_snapshot: SnapshotArg, snapshot_every: int):
     return on_snapshot
 
 
-def _options(cls, **values):
-    options = cls()
-    for name, value in values.items():
-        setattr(options, name, value)
-    return options
-
-
 def _init_args(init: Union[str, torch.Tensor]) -> Dict[str, object]:
     if isinstance(init, torch.Tensor):
         return {"init": _INV.init, "init_image": init}
@@ -88,16 +82,14 @@ def _settings(settings: str, optimizer: str, learning_rate: float, momentum: flo
     return optimizer, learning_rate, momentum
 
 
-def _inversion_options(iterations, optimizer, learning_rate, momentum, lr_decay, lr_decay_every, alpha, lambda_alpha,
-                       tv_beta, lambda_tv, init, init_blur_sigma, seed, jitter, clamp_pixels, mean, std,
-                       snapshot_every, batch_layers=_INV.batch_layers, on_snapshot=None, settings="default"):
-    optimizer, learning_rate, momentum = _settings(settings, optimizer, learning_rate, momentum)
-    return _options(_C.InversionOptions, iterations=iterations, optimizer=optimizer, learning_rate=learning_rate,
-                    momentum=momentum, lr_decay=lr_decay, lr_decay_every=lr_decay_every, alpha=alpha,
-                    lambda_alpha=lambda_alpha, tv_beta=tv_beta, lambda_tv=lambda_tv, init_blur_sigma=init_blur_sigma,
-                    seed=seed, jitter=jitter, clamp_pixels=clamp_pixels, mean=list(mean), std=list(std),
-                    snapshot_every=snapshot_every, batch_layers=batch_layers,
-                    on_snapshot=_snapshot_callback(on_snapshot, snapshot_every), **_init_args(init))
+def _inversion_options(values: Dict[str, object]):
+    """InversionOptions from a wrapper's arguments (its ``locals()``)."""
+    values = dict(values)
+    values["optimizer"], values["learning_rate"], values["momentum"] = _settings(
+        values.get("settings", "default"), values["optimizer"], values["learning_rate"], values["momentum"])
+    values["on_snapshot"] = _snapshot_callback(values.get("on_snapshot"), values["snapshot_every"])
+    values.update(_init_args(values["init"]))
+    return fill_options(_C.InversionOptions, values)
 
 
 def invert(model, x: torch.Tensor, layer: str, *, iterations: int = _INV.iterations, optimizer: str = _INV.optimizer,
@@ -132,9 +124,7 @@ def invert(model, x: torch.Tensor, layer: str, *, iterations: int = _INV.iterati
     (of ``image``) = ``feature_loss`` (the matching term) + ``prior_loss`` (the priors),
     ``stopped_early``, ``interrupted``, ``layer``.
     """
-    o = _inversion_options(iterations, optimizer, learning_rate, momentum, lr_decay, lr_decay_every, alpha,
-                           lambda_alpha, tv_beta, lambda_tv, init, init_blur_sigma, seed, jitter, clamp_pixels, mean,
-                           std, snapshot_every, on_snapshot=on_snapshot, settings=settings)
+    o = _inversion_options(locals())
     return run_native(_C.invert, progress, iterations, "invert", model, x, layer, o)
 
 
@@ -161,9 +151,7 @@ def invert_layers(model, x: torch.Tensor, layers: Sequence[str], *, batch_layers
     if isinstance(layers, str):
         layers = [layers]
     layers = list(layers)
-    o = _inversion_options(iterations, optimizer, learning_rate, momentum, lr_decay, lr_decay_every, alpha,
-                           lambda_alpha, tv_beta, lambda_tv, init, init_blur_sigma, seed, jitter, clamp_pixels, mean,
-                           std, snapshot_every, batch_layers, on_snapshot, settings)
+    o = _inversion_options(locals())
     total = iterations if batch_layers else iterations * len(layers)
     results = run_native(_C.invert_layers, progress, total, "invert_layers", model, x, layers, o)
     return {r.layer: r for r in results}
@@ -175,7 +163,7 @@ def inversion_loss(model, x: torch.Tensor, z: torch.Tensor, layer: str, *, alpha
     """The objective :func:`invert` minimizes, at the image ``z`` for the target image ``x``
     (both (N, C, H, W)): a 0-dim tensor in the autograd graph of ``z`` (no jitter), for
     checking gradients or driving a custom optimizer."""
-    o = _options(_C.InversionOptions, alpha=alpha, lambda_alpha=lambda_alpha, tv_beta=tv_beta, lambda_tv=lambda_tv)
+    o = fill_options(_C.InversionOptions, locals())
     return _C.inversion_loss(model, x, z, layer, o)
 
 
@@ -259,13 +247,8 @@ def maximize(model, layer: Optional[str] = None, channel: Union[None, int, Seque
         kind, indices = ("channel" if position is None else "neuron"), _index_list(channel, "channel")
         if position is not None:
             y, x = (int(p) for p in position)
-    o = _options(_C.MaximizeOptions, iterations=iterations, optimizer=optimizer, learning_rate=learning_rate,
-                 momentum=momentum, size=_size_pair(size), parameterization=parameterization, decay_power=decay_power,
-                 decorrelate=decorrelate, sigmoid=sigmoid, init_scale=init_scale, init_image=init_image, seed=seed,
-                 transforms=transforms, pad=pad, jitter=jitter, scale_min=scale_min, scale_max=scale_max,
-                 rotate=rotate, lambda_alpha=lambda_alpha, alpha=alpha, lambda_tv=lambda_tv, tv_beta=tv_beta,
-                 lambda_blur=lambda_blur, blur_sigma=blur_sigma, mean=list(mean), std=list(std),
-                 snapshot_every=snapshot_every, on_snapshot=_snapshot_callback(on_snapshot, snapshot_every))
+    o = fill_options(_C.MaximizeOptions, {**locals(), "size": _size_pair(size),
+                                          "on_snapshot": _snapshot_callback(on_snapshot, snapshot_every)})
     return run_native(_C.maximize, progress, iterations, "maximize", model, kind, layer, indices, y, x, direction, o)
 
 
@@ -306,8 +289,5 @@ def deep_dream(model, x: torch.Tensor, layer: Union[str, Sequence[str]], *, iter
     Returns a ``DeepDreamResult``: ``image`` (N, C, H, W) normalized like x, ``losses``
     (octaves * iterations,), ``stopped_early``, ``interrupted``."""
     layers = [layer] if isinstance(layer, str) else list(layer)
-    o = _options(_C.DeepDreamOptions, iterations=iterations, octaves=octaves, octave_scale=octave_scale,
-                 learning_rate=learning_rate, jitter=jitter, grad_blur_sigma=grad_blur_sigma,
-                 clamp_pixels=clamp_pixels, mean=list(mean), std=list(std), seed=seed,
-                 snapshot_every=snapshot_every, on_snapshot=_snapshot_callback(on_snapshot, snapshot_every))
+    o = fill_options(_C.DeepDreamOptions, {**locals(), "on_snapshot": _snapshot_callback(on_snapshot, snapshot_every)})
     return run_native(_C.deep_dream, progress, iterations * octaves, "deep_dream", model, x, layers, o)

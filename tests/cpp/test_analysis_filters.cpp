@@ -317,18 +317,18 @@ TEST_CASE("top_filters: ranked per image, optionally against a reference") {
   CHECK(torch::equal(top.channels, std::get<1>(m.topk(4, 1))));
   CHECK(torch::allclose(top.scores, std::get<0>(m.topk(4, 1)), 1e-6, 1e-6));
   auto ref = cnnviz::filter_statistics(model, torch::randn({20, 3, 16, 16}), "5");
-  auto rel = cnnviz::top_filters(model, x, "5", 4, "mean", {ref.mean, ref.std, "zscore"});
+  auto rel = cnnviz::top_filters(model, x, "5", 4, cnnviz::Reduction::mean, {ref.mean, ref.std, "zscore"});
   auto z = (m - ref.mean) / ref.std;
   CHECK(torch::equal(rel.channels, std::get<1>(z.topk(4, 1))));
   CHECK(torch::allclose(rel.activations, m.gather(1, rel.channels), 1e-6, 1e-6));
   // Ratio on the ReLU after it (non-negative means; a silent filter's mean floored at 1% of the median).
   auto ref6 = cnnviz::filter_statistics(model, torch::randn({20, 3, 16, 16}), "6");
   auto m6 = fixtures::run_upto(seq, x, 6).detach().to(torch::kDouble).mean({2, 3});
-  auto ratio = cnnviz::top_filters(model, x, "6", 4, "mean", {ref6.mean, {}, "ratio"});
+  auto ratio = cnnviz::top_filters(model, x, "6", 4, cnnviz::Reduction::mean, {ref6.mean, {}, "ratio"});
   auto floor = ref6.mean.median().item<double>() * 1e-2;
   CHECK(torch::equal(ratio.channels, std::get<1>((m6 / ref6.mean.clamp_min(floor)).topk(4, 1))));
-  CHECK_THROWS_WITH_AS(cnnviz::top_filters(model, x, "5", 4, "max", {ref.mean, ref.std}),
+  CHECK_THROWS_WITH_AS(cnnviz::top_filters(model, x, "5", 4, cnnviz::Reduction::max, {ref.mean, ref.std}),
                        doctest::Contains("reduction='mean'"), c10::ValueError);
-  CHECK_THROWS_WITH_AS(cnnviz::top_filters(model, x, "5", 4, "mean", {ref.mean.slice(0, 0, 5), ref.std}),
+  CHECK_THROWS_WITH_AS(cnnviz::top_filters(model, x, "5", 4, cnnviz::Reduction::mean, {ref.mean.slice(0, 0, 5), ref.std}),
                        doctest::Contains("must be (12,)"), c10::ValueError);
 }

@@ -1,6 +1,8 @@
 #include <doctest/doctest.h>
 #include <torch/torch.h>
 
+#include "cnnviz/detail/gaussian_filter.hpp"
+#include "cnnviz/detail/optimizer.hpp"
 #include "cnnviz/inversion.hpp"
 #include "optimization_fixtures.hpp"
 

@@ -1,8 +1,15 @@
 #include <doctest/doctest.h>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <cmath>
+#include <string>
+#include <vector>
 
+#include "cnnviz/detail/optimization.hpp"
+#include "cnnviz/detail/parameterization.hpp"
+#include "cnnviz/detail/transforms.hpp"
+#include "cnnviz/inversion.hpp"
 #include "cnnviz/maximization.hpp"
 #include "optimization_fixtures.hpp"
 
@@ -191,12 +198,16 @@ TEST_CASE("top_filters: the channels with the largest mean (or max) activation, 
   REQUIRE(top.channels.sizes() == torch::IntArrayRef({2, 4}));
   CHECK(torch::equal(top.channels, std::get<1>(ref)));
   CHECK(torch::allclose(top.scores, std::get<0>(ref).to(torch::kDouble), 1e-5, 1e-6));
-  auto top_max = cnnviz::top_filters(model, x, "5", 12, "max");
+  auto top_max = cnnviz::top_filters(model, x, "5", 12, cnnviz::Reduction::max);
   CHECK(torch::allclose(top_max.scores.select(1, 0), act.amax({2, 3}).amax(1).to(torch::kDouble), 1e-5, 1e-6));
   CHECK_THROWS_WITH_AS(cnnviz::top_filters(model, x, "5", 13), doctest::Contains("exceeds the 12 channels"),
                        c10::ValueError);
   CHECK_THROWS_AS(cnnviz::top_filters(model, x, "5", 0), c10::ValueError);
-  CHECK_THROWS_AS(cnnviz::top_filters(model, x, "5", 2, "median"), c10::ValueError);
+  CHECK(top.stopped_early == false);
+  CHECK(top.interrupted == false);
+  // A ranking needs one score per channel: Reduction::none is refused, by name.
+  CHECK_THROWS_WITH_AS(cnnviz::top_filters(model, x, "5", 2, cnnviz::Reduction::none),
+                       doctest::Contains("reduction must be mean or max"), c10::ValueError);
   CHECK_THROWS_AS(cnnviz::top_filters(model, x, "nope", 2), c10::ValueError);
 }
 
@@ -265,6 +276,13 @@ TEST_CASE("deep_dream: raises the layer's activation energy and keeps the image 
   REQUIRE(seen.size() == 3);
   CHECK(seen[0].size(2) < seen[2].size(2));
   CHECK(torch::equal(seen[2], r.image));
+  // The result keeps the same snapshots.
+  auto kept = cnnviz::deep_dream(model, x, "3", cnnviz::DeepDreamOptions(opts).snapshot_every(5));
+  CHECK(kept.snapshot_steps == std::vector<int64_t>{5, 10, 15});
+  REQUIRE(kept.snapshots.size() == 3);
+  CHECK(torch::equal(kept.snapshots[0], seen[0]));
+  CHECK(torch::equal(kept.snapshots[2], r.image));
+  CHECK(r.snapshots.empty());
   CHECK_THROWS_AS(cnnviz::deep_dream(model, x, "3", cnnviz::DeepDreamOptions().snapshot_every(-1)), c10::ValueError);
   // One step, one octave, no jitter: x + lr * g / mean|g| by plain autograd.
   auto one = cnnviz::deep_dream(model, x, "3", cnnviz::DeepDreamOptions().iterations(1).octaves(1).jitter(0)
@@ -290,4 +308,105 @@ TEST_CASE("deep_dream: bad input gets clear errors") {
   // Seven octaves of 1.5 shrink a 16 x 16 image to 1 x 1, too small for the pooling.
   CHECK_THROWS_WITH_AS(cnnviz::deep_dream(model, x, "6", cnnviz::DeepDreamOptions().octaves(7).octave_scale(1.5)),
                        doctest::Contains("smaller than the layer needs"), c10::ValueError);
+}
+
+namespace {
+
+/// The option names of an Options struct, in declaration order.
+template <class O>
+std::vector<std::string> option_names() {
+  std::vector<std::string> names;
+  O::for_each_option([&](const char* name, const char*, auto, auto) { names.emplace_back(name); });
+  return names;
+}
+
+}  // namespace
+
+TEST_CASE("loop options: invert, maximize and deep_dream share one declaration of the loop rows") {
+  // The shared rows come first, in the same order, in every loop's Options.
+  const std::vector<std::string> loop = {"iterations",     "learning_rate", "seed",     "jitter",
+                                         "normalization",  "snapshot_every", "on_snapshot", "progress"};
+  auto inv = option_names<cnnviz::InversionOptions>(), mx = option_names<cnnviz::MaximizeOptions>(),
+       dream = option_names<cnnviz::DeepDreamOptions>();
+  for (auto* names : {&inv, &mx, &dream}) {
+    REQUIRE(names->size() > loop.size());
+    CHECK(std::vector<std::string>(names->begin(), names->begin() + static_cast<std::ptrdiff_t>(loop.size())) == loop);
+  }
+  // The optimizer rows and the priors (invert and maximize only; deep_dream steps by DeepDream's rule).
+  for (auto* names : {&inv, &mx}) {
+    auto at = [&](const char* n) { return std::find(names->begin(), names->end(), n) != names->end(); };
+    CHECK((at("optimizer") && at("momentum") && at("alpha") && at("lambda_alpha") && at("tv_beta") && at("lambda_tv")));
+  }
+  CHECK(std::find(dream.begin(), dream.end(), "optimizer") == dream.end());
+  // Each loop's own defaults for the shared rows.
+  cnnviz::InversionOptions io;
+  cnnviz::MaximizeOptions mo;
+  cnnviz::DeepDreamOptions dd;
+  CHECK(io.iterations() == 200);
+  CHECK(mo.iterations() == 256);
+  CHECK(dd.iterations() == 10);
+  CHECK(io.learning_rate() == 0.1);
+  CHECK(mo.learning_rate() == 0.05);
+  CHECK(dd.learning_rate() == 0.02);
+  CHECK(io.jitter() == 0);
+  CHECK(mo.jitter() == 8);
+  CHECK(dd.jitter() == 32);
+  CHECK(io.lambda_alpha() == 1e-7);
+  CHECK(mo.lambda_alpha() == 0);
+  CHECK((io.optimizer() == cnnviz::Optimizer::adam && mo.optimizer() == cnnviz::Optimizer::adam));
+  for (const auto& n : {io.normalization(), mo.normalization(), dd.normalization()}) {
+    CHECK(n.mean() == cnnviz::kImageNetMean);
+    CHECK(n.std() == cnnviz::kImageNetStd);
+  }
+  // Chained setters keep working on the shared rows and the notebook's settings are one call away.
+  auto nb = cnnviz::InversionOptions::notebook().iterations(3).normalization(cnnviz::Normalization::identity());
+  CHECK(nb.optimizer() == cnnviz::Optimizer::sgd);
+  CHECK(nb.learning_rate() == 1e3);
+  CHECK(nb.iterations() == 3);
+  CHECK(nb.normalization().mean() == std::vector<double>{0.0});
+}
+
+TEST_CASE("loop options: the normalization row drives clamping and the maximize images; bad ones are refused") {
+  auto seq = fixtures::small_cnn();
+  cnnviz::AnyModel model = cnnviz::SequentialModel(seq);
+  torch::manual_seed(6);
+  auto x = torch::rand({1, 3, 16, 16});
+  // Identity normalization: deep_dream keeps pixels in [0, 1].
+  auto id = cnnviz::Normalization::identity();
+  auto dream = cnnviz::deep_dream(model, x, "3",
+                                  cnnviz::DeepDreamOptions().iterations(4).octaves(1).learning_rate(0.5).normalization(id));
+  CHECK(dream.image.min().item<double>() >= -1e-6);
+  CHECK(dream.image.max().item<double>() <= 1 + 1e-6);
+  CHECK(dream.image.max().item<double>() > 0.99);  // the step is large enough to reach the bound
+  // maximize: images made in [0, 1] (sigmoid) and normalized with the row: identity gives [0, 1].
+  auto mx = cnnviz::maximize(model, Objective::channel("3", 1),
+                             cnnviz::MaximizeOptions().iterations(2).size({16, 16}).normalization(id));
+  CHECK(mx.image.min().item<double>() >= 0);
+  CHECK(mx.image.max().item<double>() <= 1);
+  // invert: the clamp follows the row.
+  auto inv = cnnviz::invert(model, x, "1",
+                            cnnviz::InversionOptions().iterations(3).learning_rate(1.0).normalization(id));
+  CHECK(inv.image.min().item<double>() >= 0);
+  CHECK(inv.image.max().item<double>() <= 1);
+  // A bad normalization is refused by every loop, naming the loop.
+  auto bad = cnnviz::Normalization({0.5, 0.5, 0.5}, {0.2, 0.0, 0.2});
+  CHECK_THROWS_WITH_AS(cnnviz::invert(model, x, "1", cnnviz::InversionOptions().normalization(bad)),
+                       doctest::Contains("invert: std must be positive"), c10::ValueError);
+  CHECK_THROWS_WITH_AS(cnnviz::maximize(model, Objective::channel("3", 1), cnnviz::MaximizeOptions().normalization(bad)),
+                       doctest::Contains("maximize: std must be positive"), c10::ValueError);
+  CHECK_THROWS_WITH_AS(cnnviz::deep_dream(model, x, "3", cnnviz::DeepDreamOptions().normalization(bad)),
+                       doctest::Contains("deep_dream: std must be positive"), c10::ValueError);
+  CHECK_THROWS_WITH_AS(
+      cnnviz::invert(model, x, "1", cnnviz::InversionOptions().normalization(cnnviz::Normalization({}, {1.0}))),
+      doctest::Contains("need at least one value"), c10::ValueError);
+  CHECK_THROWS_WITH_AS(
+      cnnviz::deep_dream(model, x, "3", cnnviz::DeepDreamOptions().normalization({{0.1, 0.2}, {1.0, 1.0, 1.0}})),
+      doctest::Contains("mean and std need 1 or 3 values"), c10::ValueError);
+  // Shared rows are checked the same way by every loop.
+  CHECK_THROWS_WITH_AS(cnnviz::maximize(model, Objective::channel("3", 1), cnnviz::MaximizeOptions().seed(-1)),
+                       doctest::Contains("maximize: seed must be >= 0"), c10::ValueError);
+  CHECK_THROWS_WITH_AS(cnnviz::deep_dream(model, x, "3", cnnviz::DeepDreamOptions().jitter(-2)),
+                       doctest::Contains("deep_dream: jitter must be >= 0"), c10::ValueError);
+  CHECK_THROWS_WITH_AS(cnnviz::invert(model, x, "1", cnnviz::InversionOptions().snapshot_every(-1)),
+                       doctest::Contains("invert: snapshot_every must be >= 0"), c10::ValueError);
 }
