@@ -16,6 +16,7 @@
 #include "cnnviz/layers.hpp"
 #include "cnnviz/loop_options.hpp"
 #include "cnnviz/model.hpp"
+#include "cnnviz/regularizers.hpp"  // the priors of the objective, for users writing their own
 
 namespace cnnviz {
 

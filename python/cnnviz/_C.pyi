@@ -123,6 +123,8 @@ class DeepDreamResult:
     image: torch.Tensor
     interrupted: bool
     losses: torch.Tensor
+    snapshot_steps: List[int]
+    snapshots: List[torch.Tensor]
     stopped_early: bool
 
 class DeletionInsertionOptions:
@@ -409,7 +411,9 @@ class TopFilters:
     def __init__(self, *args, **kwargs) -> Any: ...
     activations: torch.Tensor
     channels: torch.Tensor
+    interrupted: bool
     scores: torch.Tensor
+    stopped_early: bool
 
 _image_defaults: dict
 _metrics_defaults: dict
