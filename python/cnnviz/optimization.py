@@ -19,7 +19,13 @@ Live images: ``on_snapshot=fn`` with ``snapshot_every=k`` calls ``fn(step, image
 steps with the current image(s) (N, C, H, W), normalized, detached (for showing a run as it
 goes, e.g. in :func:`cnnviz.dashboard`).
 
-The defaults shown in the signatures come from the C++ Options structs (``cnnviz._C``).
+The defaults shown in the signatures come from the C++ Options structs (``cnnviz._C``),
+and each wrapper fills its Options from its own arguments (``fill_options``). The loop
+options ``iterations``, ``learning_rate``, ``seed``, ``jitter``, ``mean``/``std``,
+``snapshot_every``/``on_snapshot`` and ``progress`` mean the same in every loop (one
+declaration in C++, each loop with its own defaults); ``optimizer``, ``momentum`` and the
+priors ``alpha``, ``lambda_alpha``, ``tv_beta``, ``lambda_tv`` are shared by invert and
+maximize.
 """
 from __future__ import annotations
 
