@@ -12,6 +12,7 @@
 #include <cmath>
 #include <random>
 
+#include "cnnviz/detail/transforms.hpp"
 #include "cnnviz/inversion.hpp"
 #include "cnnviz/maximization.hpp"
 

@@ -11,8 +11,6 @@
 namespace cnnviz {
 namespace bindings {
 
-CNNVIZ_ENUM_NAMES(InversionInit, {InversionInit::noise, "noise"}, {InversionInit::zeros, "zeros"},
-                  {InversionInit::blurred, "blurred"});
 CNNVIZ_ENUM_NAMES(Objective::Kind, {Objective::Kind::channel, "channel"}, {Objective::Kind::neuron, "neuron"},
                   {Objective::Kind::logit, "logit"}, {Objective::Kind::direction, "direction"});
 

@@ -6,6 +6,8 @@
 // Python wrappers take their defaults from default-constructed Options.
 #include "bindings.hpp"
 
+#include <pybind11/functional.h>  // callback fields (on_snapshot): one caster in every binding unit
+
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -30,6 +32,8 @@ CNNVIZ_ENUM_NAMES(Reduction, {Reduction::none, "none"}, {Reduction::mean, "mean"
 CNNVIZ_ENUM_NAMES(Score, {Score::logit, "logit"}, {Score::probability, "probability"});
 CNNVIZ_ENUM_NAMES(Optimizer, {Optimizer::sgd, "sgd"}, {Optimizer::adam, "adam"});
 CNNVIZ_ENUM_NAMES(Parameterization, {Parameterization::pixel, "pixel"}, {Parameterization::fourier, "fourier"});
+CNNVIZ_ENUM_NAMES(InversionInit, {InversionInit::noise, "noise"}, {InversionInit::zeros, "zeros"},
+                  {InversionInit::blurred, "blurred"});
 
 template <class E>
 std::string enum_name(E e) {

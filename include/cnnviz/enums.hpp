@@ -21,6 +21,14 @@ enum class Optimizer {
   adam,  ///< Adam, as torch.optim.Adam (momentum is beta1, beta2 = 0.999, eps = 1e-8)
 };
 
+/// Where feature inversion's image starts (InversionOptions::init_image overrides it);
+/// here because inversion and the layer-information analysis both use it.
+enum class InversionInit {
+  noise,    ///< standard normal noise (seeded), as the notebook does
+  zeros,    ///< the mean image (0 in normalized space)
+  blurred,  ///< x blurred with a Gaussian of init_blur_sigma pixels
+};
+
 /// How activation maximization represents the image it optimizes.
 enum class Parameterization {
   pixel,    ///< one parameter per pixel and channel

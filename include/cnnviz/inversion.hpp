@@ -20,13 +20,6 @@
 
 namespace cnnviz {
 
-/// Where the optimized image starts (InversionOptions::init_image overrides it).
-enum class InversionInit {
-  noise,    ///< standard normal noise (seeded), as the notebook does
-  zeros,    ///< the mean image (0 in normalized space)
-  blurred,  ///< x blurred with a Gaussian of init_blur_sigma pixels
-};
-
 /// Options of invert() and invert_layers(). The priors are the notebook's; the optimizer
 /// is Adam (lr 0.1), which converges on every sample model where the notebook's SGD at
 /// lr 1e3 saturates the image (ResNet-20: feature loss 0.38 against 0.002 at layer1, see
