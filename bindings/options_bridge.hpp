@@ -6,6 +6,7 @@
 // Python wrappers take their defaults from default-constructed Options.
 #include "bindings.hpp"
 
+#include <functional>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -47,6 +48,13 @@ E enum_value(const std::string& name, const char* what) {
   TORCH_CHECK_VALUE(false, "cnnviz: ", what, " must be one of ", known, ", got '", name, "'");
 }
 
+/// Callbacks (progress, snapshots) are arguments of the Python functions, not properties:
+/// an Options field of type std::function is left out of the Python class.
+template <class T>
+struct IsCallback : std::false_type {};
+template <class R, class... A>
+struct IsCallback<std::function<R(A...)>> : std::true_type {};
+
 /// The Python names of an Options class's properties, in declaration order (a Normalization
 /// field reads as `mean`, `std`).
 template <class O>
@@ -57,7 +65,7 @@ std::vector<std::string> option_names() {
     if constexpr (std::is_same_v<T, Normalization>) {
       names.emplace_back("mean");
       names.emplace_back("std");
-    } else {
+    } else if constexpr (!IsCallback<T>::value) {
       names.emplace_back(name);
     }
   });
@@ -69,7 +77,9 @@ std::vector<std::string> option_names() {
 template <class O, class Get, class Set>
 void option(py::class_<O>& cls, const char* name, const char* doc, Get get, Set set) {
   using T = std::decay_t<decltype(get(std::declval<const O&>()))>;
-  if constexpr (std::is_enum_v<T>) {
+  if constexpr (IsCallback<T>::value) {
+    // not a property: see IsCallback
+  } else if constexpr (std::is_enum_v<T>) {
     cls.def_property(
         name, [get](const O& o) { return enum_name(get(o)); },
         [set, name](O& o, const std::string& v) { set(o, enum_value<T>(v, name)); }, doc);
