@@ -6,7 +6,6 @@
 // Python wrappers take their defaults from default-constructed Options.
 #include "bindings.hpp"
 
-#include <functional>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -14,6 +13,7 @@
 
 #include "cnnviz/enums.hpp"
 #include "cnnviz/normalization.hpp"
+#include "cnnviz/progress.hpp"
 
 namespace cnnviz {
 namespace bindings {
@@ -48,12 +48,10 @@ E enum_value(const std::string& name, const char* what) {
   TORCH_CHECK_VALUE(false, "cnnviz: ", what, " must be one of ", known, ", got '", name, "'");
 }
 
-/// Callbacks (progress, snapshots) are arguments of the Python functions, not properties:
-/// an Options field of type std::function is left out of the Python class.
+/// The progress callback is an argument of the Python functions (tqdm, a callable, Ctrl-C:
+/// see with_progress), not a property: a ProgressCallback field is left out of the class.
 template <class T>
-struct IsCallback : std::false_type {};
-template <class R, class... A>
-struct IsCallback<std::function<R(A...)>> : std::true_type {};
+inline constexpr bool kIsProgress = std::is_same_v<T, ProgressCallback>;
 
 /// The Python names of an Options class's properties, in declaration order (a Normalization
 /// field reads as `mean`, `std`).
@@ -65,7 +63,7 @@ std::vector<std::string> option_names() {
     if constexpr (std::is_same_v<T, Normalization>) {
       names.emplace_back("mean");
       names.emplace_back("std");
-    } else if constexpr (!IsCallback<T>::value) {
+    } else if constexpr (!kIsProgress<T>) {
       names.emplace_back(name);
     }
   });
@@ -77,8 +75,8 @@ std::vector<std::string> option_names() {
 template <class O, class Get, class Set>
 void option(py::class_<O>& cls, const char* name, const char* doc, Get get, Set set) {
   using T = std::decay_t<decltype(get(std::declval<const O&>()))>;
-  if constexpr (IsCallback<T>::value) {
-    // not a property: see IsCallback
+  if constexpr (kIsProgress<T>) {
+    // not a property: see kIsProgress
   } else if constexpr (std::is_enum_v<T>) {
     cls.def_property(
         name, [get](const O& o) { return enum_name(get(o)); },
