@@ -127,6 +127,7 @@ class DeepDreamOptions:
     mean: List[float]
     octave_scale: float
     octaves: int
+    on_snapshot: Callable[[int, torch.Tensor], None]
     seed: int
     snapshot_every: int
     std: List[float]
@@ -260,6 +261,7 @@ class InversionOptions:
     momentum: float
     @staticmethod
     def notebook() -> InversionOptions: ...
+    on_snapshot: Callable[[int, torch.Tensor], None]
     optimizer: str
     seed: int
     snapshot_every: int
@@ -351,6 +353,7 @@ class MaximizeOptions:
     learning_rate: float
     mean: List[float]
     momentum: float
+    on_snapshot: Callable[[int, torch.Tensor], None]
     optimizer: str
     pad: int
     parameterization: str
