@@ -12,6 +12,7 @@ import cnnviz
 from cnnviz import _C
 
 from _optimization_nets import TinyNet
+from _options_check import check_wrapper
 
 LOOP = ("iterations", "learning_rate", "seed", "jitter", "mean", "std", "snapshot_every", "on_snapshot")
 
@@ -45,6 +46,7 @@ def test_fields_match_the_wrapper_keywords_and_defaults(cls, fn, elsewhere):
     assert params["on_snapshot"].default is None and defaults.on_snapshot is None
     # progress reaches C++ through the call, never through the options.
     assert "progress" not in fields and "progress" in params
+    check_wrapper(fn, cls, not_arguments=tuple(elsewhere))  # the bridge's shared check, repr included
 
 
 def test_the_loop_rows_are_declared_once():
