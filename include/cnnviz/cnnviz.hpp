@@ -1,6 +1,11 @@
 #pragma once
-// Umbrella header: all of cnnviz.
+// Umbrella header: all of cnnviz. It pulls no <torch/script.h> (a ctest, header_weight.cnnviz,
+// checks): code that builds a torch::jit::Module itself includes that header.
+#include "cnnviz/enums.hpp"
 #include "cnnviz/errors.hpp"
+#include "cnnviz/normalization.hpp"
+#include "cnnviz/options.hpp"
+#include "cnnviz/threads.hpp"
 #include "cnnviz/layers.hpp"
 #include "cnnviz/model.hpp"
 #include "cnnviz/progress.hpp"
