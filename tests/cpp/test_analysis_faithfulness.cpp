@@ -325,7 +325,9 @@ TEST_CASE("a progress callback that returns false stops every looping analysis w
   auto seq = fixtures::small_cnn();
   cnnviz::AnyModel model = cnnviz::SequentialModel(seq);
   torch::manual_seed(6);
-  auto x = torch::randn({1, 3, 16, 16});
+  auto pixels = torch::rand({1, 3, 16, 16}) * 0.8 + 0.1;
+  auto [mean, std] = cnnviz::detail::normalization(cnnviz::kImageNetMean, cnnviz::kImageNetStd, 3, pixels.options(), "t");
+  auto x = (pixels - mean) / std;
   auto stop_after = [](int64_t n) {
     auto calls = std::make_shared<int64_t>(0);
     return cnnviz::ProgressCallback([calls, n](int64_t, int64_t, double) { return ++*calls < n; });
