@@ -1,6 +1,6 @@
 #pragma once
-// Umbrella header: all of cnnviz. It pulls no <torch/script.h> (a ctest, header_weight.cnnviz,
-// checks): code that builds a torch::jit::Module itself includes that header.
+// Umbrella header: all of cnnviz. It pulls neither <torch/script.h> nor xtensor (a ctest,
+// header_weight.cnnviz, checks): code that uses them includes them (cnnviz/xtensor.hpp).
 #include "cnnviz/enums.hpp"
 #include "cnnviz/errors.hpp"
 #include "cnnviz/normalization.hpp"
