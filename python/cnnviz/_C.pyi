@@ -282,7 +282,6 @@ class LimeOptions:
     def __init__(self: LimeOptions) -> None: ...
     baseline: float
     batch_size: int
-    compactness: float
     custom_segments: Any
     keep_probability: float
     kernel_width: float
@@ -291,9 +290,8 @@ class LimeOptions:
     samples: int
     score: str
     segmentation: str
-    segments: int
-    slic_iterations: int
     std: List[float]
+    superpixels: SlicOptions
 
 class LimeResult:
     def __init__(self, *args, **kwargs) -> Any: ...
@@ -398,6 +396,12 @@ class SanityCheckResult:
     stopped_early: bool
     target: torch.Tensor
 
+class SlicOptions:
+    def __init__(self: SlicOptions) -> None: ...
+    compactness: float
+    iterations: int
+    segments: int
+
 class SmoothGradOptions:
     def __init__(self: SmoothGradOptions) -> None: ...
     batch_size: int
@@ -468,7 +472,7 @@ def sanity_check(arg0: Any, arg1: Any, arg2: Any, arg3: torch.Tensor, arg4: Any,
 def save_image(image: torch.Tensor, path: str, quality: int = ...) -> None: ...
 def set_num_threads(n: int) -> None: ...
 def similarity_groups(arg0: torch.Tensor, arg1: float) -> List[List[int]]: ...
-def slic(arg0: torch.Tensor, arg1: LimeOptions) -> torch.Tensor: ...
+def slic(arg0: torch.Tensor, arg1: SlicOptions) -> torch.Tensor: ...
 def smooth_grad(arg0: Any, arg1: torch.Tensor, arg2: Any, arg3: SmoothGradOptions, arg4: Any) -> Any: ...
 def ssim(a: torch.Tensor, b: torch.Tensor, data_range: Optional[float] = ..., window_size: int = ..., sigma: float = ..., k1: float = ..., k2: float = ..., reduction: str = ...) -> torch.Tensor: ...
 def ssim_map(a: torch.Tensor, b: torch.Tensor, data_range: Optional[float] = ..., window_size: int = ..., sigma: float = ..., k1: float = ..., k2: float = ...) -> torch.Tensor: ...
