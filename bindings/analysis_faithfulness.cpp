@@ -11,12 +11,7 @@
 namespace cnnviz {
 namespace bindings {
 
-template <>
-struct EnumNames<Attack> {
-  static std::vector<std::pair<Attack, const char*>> values() {
-    return {{Attack::fgsm, "fgsm"}, {Attack::pgd, "pgd"}};
-  }
-};
+CNNVIZ_ENUM_NAMES(Attack, {Attack::fgsm, "fgsm"}, {Attack::pgd, "pgd"});
 
 namespace {
 
@@ -34,18 +29,9 @@ std::string brief(const torch::Tensor& t, int64_t k = 4) {
 }
 
 void bind_deletion_insertion(py::module_& m) {
-  py::class_<DeletionInsertionOptions> c(m, "DeletionInsertionOptions");
-  c.def(py::init<>());
-  CNNVIZ_OPTION(c, DeletionInsertionOptions, steps);
-  CNNVIZ_OPTION(c, DeletionInsertionOptions, deletion_baseline);
-  CNNVIZ_OPTION(c, DeletionInsertionOptions, insertion_baseline);
-  CNNVIZ_OPTION(c, DeletionInsertionOptions, custom_baseline);
-  CNNVIZ_OPTION(c, DeletionInsertionOptions, blur_sigma);
-  CNNVIZ_OPTION(c, DeletionInsertionOptions, score);
-  CNNVIZ_OPTION(c, DeletionInsertionOptions, batch_size);
-  CNNVIZ_OPTION(c, DeletionInsertionOptions, seed);
-  normalization_options(c);
-  py::class_<DeletionInsertionResult>(m, "DeletionInsertionResult", py::dynamic_attr())
+  bind_options<DeletionInsertionOptions>(m, "DeletionInsertionOptions", "Options of deletion_insertion().");
+  py::class_<DeletionInsertionResult>(m, "DeletionInsertionResult", py::dynamic_attr(),
+                                      "Deletion and insertion curves of an attribution map, with their areas.")
       .def_readonly("fractions", &DeletionInsertionResult::fractions)
       .def_readonly("deletion", &DeletionInsertionResult::deletion)
       .def_readonly("insertion", &DeletionInsertionResult::insertion)
@@ -54,6 +40,7 @@ void bind_deletion_insertion(py::module_& m) {
       .def_readonly("target", &DeletionInsertionResult::target)
       .def_readonly("logits", &DeletionInsertionResult::logits)
       .def_readonly("stopped_early", &DeletionInsertionResult::stopped_early)
+      .def_readwrite("interrupted", &DeletionInsertionResult::interrupted)
       .def("__repr__", [](const DeletionInsertionResult& r) {
         std::ostringstream os;
         os << "DeletionInsertionResult(images=" << r.deletion.size(0) << ", steps=" << r.fractions.numel() - 1
@@ -73,14 +60,9 @@ void bind_deletion_insertion(py::module_& m) {
 }
 
 void bind_sanity_check(py::module_& m) {
-  py::class_<SanityCheckOptions> c(m, "SanityCheckOptions");
-  c.def(py::init<>());
-  CNNVIZ_OPTION(c, SanityCheckOptions, layers);
-  CNNVIZ_OPTION(c, SanityCheckOptions, layers_from_top);
-  CNNVIZ_OPTION(c, SanityCheckOptions, group_depth);
-  CNNVIZ_OPTION(c, SanityCheckOptions, ssim);
-  CNNVIZ_OPTION(c, SanityCheckOptions, seed);
-  py::class_<SanityCheckResult>(m, "SanityCheckResult", py::dynamic_attr())
+  bind_options<SanityCheckOptions>(m, "SanityCheckOptions", "Options of sanity_check().");
+  py::class_<SanityCheckResult>(m, "SanityCheckResult", py::dynamic_attr(),
+                                "The model-parameter randomization test: maps and their similarity per step.")
       .def_readonly("steps", &SanityCheckResult::steps)
       .def_readonly("target", &SanityCheckResult::target)
       .def_readonly("original", &SanityCheckResult::original)
@@ -90,6 +72,7 @@ void bind_sanity_check(py::module_& m) {
         return r.ssim.defined() ? py::cast(r.ssim) : py::none();
       })
       .def_readonly("stopped_early", &SanityCheckResult::stopped_early)
+      .def_readwrite("interrupted", &SanityCheckResult::interrupted)
       .def("__repr__", [](const SanityCheckResult& r) {
         std::ostringstream os;
         os << "SanityCheckResult(steps=" << r.steps.size();
@@ -119,18 +102,9 @@ void bind_sanity_check(py::module_& m) {
 }
 
 void bind_layer_information(py::module_& m) {
-  py::class_<LayerInformationOptions> c(m, "LayerInformationOptions");
-  c.def(py::init<>());
-  c.def_property(
-      "inversion", [](const LayerInformationOptions& o) { return o.inversion(); },
-      [](LayerInformationOptions& o, const InversionOptions& v) { o.inversion(v); });
-  c.def_property(
-      "ssim_window_size", [](const LayerInformationOptions& o) { return o.ssim().window_size(); },
-      [](LayerInformationOptions& o, int64_t v) { o.ssim().window_size(v); });
-  c.def_property(
-      "ssim_sigma", [](const LayerInformationOptions& o) { return o.ssim().sigma(); },
-      [](LayerInformationOptions& o, double v) { o.ssim().sigma(v); });
-  py::class_<LayerInformation>(m, "LayerInformation", py::dynamic_attr())
+  bind_options<LayerInformationOptions>(m, "LayerInformationOptions", "Options of layer_information().");
+  py::class_<LayerInformation>(m, "LayerInformation", py::dynamic_attr(),
+                               "What each layer keeps of an image: inversions, SSIM, PSNR, MSE, the bottleneck.")
       .def_readonly("layers", &LayerInformation::layers)
       .def_readonly("inversions", &LayerInformation::inversions)
       .def_readonly("ssim", &LayerInformation::ssim)
@@ -143,6 +117,7 @@ void bind_layer_information(py::module_& m) {
       .def_readonly("bottleneck", &LayerInformation::bottleneck)
       .def_readonly("bottleneck_layer", &LayerInformation::bottleneck_layer)
       .def_readonly("stopped_early", &LayerInformation::stopped_early)
+      .def_readwrite("interrupted", &LayerInformation::interrupted)
       .def("__repr__", [](const LayerInformation& r) {
         std::ostringstream os;
         os.precision(3);
@@ -166,22 +141,9 @@ void bind_layer_information(py::module_& m) {
 }
 
 void bind_adversarial_report(py::module_& m) {
-  py::class_<AdversarialReportOptions> c(m, "AdversarialReportOptions");
-  c.def(py::init<>());
-  CNNVIZ_OPTION(c, AdversarialReportOptions, attack);
-  CNNVIZ_OPTION(c, AdversarialReportOptions, layers);
-  c.def_property(
-      "fgsm", [](const AdversarialReportOptions& o) { return o.fgsm(); },
-      [](AdversarialReportOptions& o, const FgsmOptions& v) { o.fgsm(v); });
-  c.def_property(
-      "pgd", [](const AdversarialReportOptions& o) { return o.pgd(); },
-      [](AdversarialReportOptions& o, const PgdOptions& v) { o.pgd(v); });
-  c.def_property(
-      "saliency_reduction", [](const AdversarialReportOptions& o) { return enum_name(o.saliency().reduction()); },
-      [](AdversarialReportOptions& o, const std::string& v) {
-        o.saliency().reduction(enum_value<ChannelReduction>(v, "saliency_reduction"));
-      });
-  py::class_<AdversarialReport>(m, "AdversarialReport", py::dynamic_attr())
+  bind_options<AdversarialReportOptions>(m, "AdversarialReportOptions", "Options of adversarial_report().");
+  py::class_<AdversarialReport>(m, "AdversarialReport", py::dynamic_attr(),
+                                "An attack and what it changed: predictions, saliency, layer divergence.")
       .def_readonly("attack", &AdversarialReport::attack)
       .def_readonly("probabilities_before", &AdversarialReport::probabilities_before)
       .def_readonly("probabilities_after", &AdversarialReport::probabilities_after)
@@ -195,7 +157,8 @@ void bind_adversarial_report(py::module_& m) {
         return r.most_affected >= 0 ? py::cast(r.layers[static_cast<size_t>(r.most_affected)]) : py::none();
       })
       // The attack's: a stopped PGD leaves a partial attack, reported on like a whole one.
-      .def_property_readonly("stopped_early", [](const AdversarialReport& r) { return r.attack.stopped_early; })
+      .def_readonly("stopped_early", &AdversarialReport::stopped_early)
+      .def_readwrite("interrupted", &AdversarialReport::interrupted)
       .def("__repr__", [](const AdversarialReport& r) {
         std::ostringstream os;
         os << "AdversarialReport(prediction " << brief(r.attack.prediction_before) << " -> "

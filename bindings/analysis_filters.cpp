@@ -72,15 +72,7 @@ std::vector<torch::Tensor> capture_layers(const AnyModel& model, const torch::Te
 }
 
 void bind_filter_statistics(py::module_& m) {
-  py::class_<FilterStatisticsOptions> o(m, "FilterStatisticsOptions");
-  o.def(py::init<>());
-  CNNVIZ_OPTION(o, FilterStatisticsOptions, threshold);
-  CNNVIZ_OPTION(o, FilterStatisticsOptions, relative);
-  CNNVIZ_OPTION(o, FilterStatisticsOptions, top_k);
-  CNNVIZ_OPTION(o, FilterStatisticsOptions, consistent_fraction);
-  CNNVIZ_OPTION(o, FilterStatisticsOptions, specific_fraction);
-  CNNVIZ_OPTION(o, FilterStatisticsOptions, keep_per_image);
-  CNNVIZ_OPTION(o, FilterStatisticsOptions, batch_size);
+  bind_options<FilterStatisticsOptions>(m, "FilterStatisticsOptions", "Options of filter_statistics().");
 
   py::class_<FilterStatisticsAccumulator>(m, "FilterStatisticsAccumulator")
       .def(py::init<FilterStatisticsOptions>(), py::arg("options"))
@@ -103,10 +95,7 @@ void bind_filter_statistics(py::module_& m) {
 }
 
 void bind_redundancy(py::module_& m) {
-  py::class_<FilterRedundancyOptions> o(m, "FilterRedundancyOptions");
-  o.def(py::init<>());
-  CNNVIZ_OPTION(o, FilterRedundancyOptions, threshold);
-  CNNVIZ_OPTION(o, FilterRedundancyOptions, batch_size);
+  bind_options<FilterRedundancyOptions>(m, "FilterRedundancyOptions", "Options of filter_redundancy().");
 
   py::class_<ChannelCovarianceAccumulator>(m, "ChannelCovarianceAccumulator")
       .def(py::init<>())
@@ -144,12 +133,7 @@ void bind_redundancy(py::module_& m) {
 }
 
 void bind_cka(py::module_& m) {
-  py::class_<CkaOptions> o(m, "CkaOptions");
-  o.def(py::init<>());
-  CNNVIZ_OPTION(o, CkaOptions, kernel);
-  CNNVIZ_OPTION(o, CkaOptions, rbf_sigma);
-  CNNVIZ_OPTION(o, CkaOptions, unbiased);
-  CNNVIZ_OPTION(o, CkaOptions, batch_size);
+  bind_options<CkaOptions>(m, "CkaOptions", "Options of cka().");
 
   py::class_<CkaAccumulator>(m, "CkaAccumulator")
       .def(py::init<int64_t, int64_t, CkaOptions>(), py::arg("layers_a"), py::arg("layers_b"), py::arg("options"))

@@ -13,6 +13,7 @@
 
 #include "cnnviz/enums.hpp"
 #include "cnnviz/normalization.hpp"
+#include "cnnviz/progress.hpp"
 
 namespace cnnviz {
 namespace bindings {
@@ -47,8 +48,28 @@ E enum_value(const std::string& name, const char* what) {
   TORCH_CHECK_VALUE(false, "cnnviz: ", what, " must be one of ", known, ", got '", name, "'");
 }
 
+/// A struct declared with CNNVIZ_OPTIONS (it has `for_each_option`).
+template <class T, class = void>
+struct is_options : std::false_type {};
+template <class T>
+struct is_options<T, std::void_t<typename T::CnnvizOptionsSelf>>
+    : std::is_same<T, typename T::CnnvizOptionsSelf> {};
+
+/// A nested Options field whose class has no Python binding of its own: its fields become
+/// properties `<field>_<name>` of the outer class (e.g. `ssim_window_size`). A nested class
+/// with a binding (bound before this one) is one property holding that object instead.
+template <class T>
+bool flattened(const char*) {
+  if constexpr (is_options<T>::value && !std::is_same_v<T, Normalization>) {
+    return py::detail::get_type_info(typeid(T)) == nullptr;
+  } else {
+    return false;
+  }
+}
+
 /// The Python names of an Options class's properties, in declaration order (a Normalization
-/// field reads as `mean`, `std`).
+/// field reads as `mean`, `std`; a flattened nested Options as `<field>_<name>`; a progress
+/// callback is not an option in Python: the functions take `progress=` themselves).
 template <class O>
 std::vector<std::string> option_names() {
   std::vector<std::string> names;
@@ -57,6 +78,14 @@ std::vector<std::string> option_names() {
     if constexpr (std::is_same_v<T, Normalization>) {
       names.emplace_back("mean");
       names.emplace_back("std");
+    } else if constexpr (std::is_same_v<T, ProgressCallback>) {
+      // not a property
+    } else if constexpr (is_options<T>::value) {
+      if (flattened<T>(name)) {
+        for (auto& inner : option_names<T>()) names.push_back(std::string(name) + "_" + inner);
+      } else {
+        names.emplace_back(name);
+      }
     } else {
       names.emplace_back(name);
     }
@@ -91,6 +120,26 @@ void option(py::class_<O>& cls, const char* name, const char* doc, Get get, Set 
         "std", [get](const O& o) { return get(o).std(); },
         [get, set](O& o, const std::vector<double>& v) { set(o, Normalization(get(o).mean(), v)); },
         "Per-channel std of the input normalization.");
+  } else if constexpr (std::is_same_v<T, ProgressCallback>) {
+    // Python passes progress to the function (tqdm, callables, Ctrl-C): see with_progress.
+  } else if constexpr (is_options<T>::value) {
+    if (flattened<T>(name)) {
+      // Each inner option becomes `<name>_<inner>` on the outer class, reading and writing
+      // through a copy of the nested struct.
+      T::for_each_option([&](const char* inner, const char* inner_doc, auto iget, auto iset) {
+        using I = std::decay_t<decltype(iget(std::declval<const T&>()))>;
+        auto* full = new std::string(std::string(name) + "_" + inner);  // lives as long as the class
+        auto oget = [get, iget](const O& o) -> I { return iget(get(o)); };
+        auto oset = [get, set, iset](O& o, I v) {
+          T nested = get(o);
+          iset(nested, std::move(v));
+          set(o, std::move(nested));
+        };
+        option(cls, full->c_str(), inner_doc, oget, oset);
+      });
+    } else {
+      cls.def_property(name, [get](const O& o) { return get(o); }, [set](O& o, const T& v) { set(o, v); }, doc);
+    }
   } else {
     cls.def_property(name, [get](const O& o) { return get(o); }, [set](O& o, const T& v) { set(o, v); }, doc);
   }

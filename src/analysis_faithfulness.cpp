@@ -408,6 +408,7 @@ AdversarialReport adversarial_report(const AnyModel& model, const torch::Tensor&
   AdversarialReport r;
   r.attack = options.attack() == Attack::fgsm ? fgsm(model, x, target, options.fgsm())
                                               : pgd(model, x, target, options.pgd());
+  r.stopped_early = r.attack.stopped_early;
   r.probabilities_before = r.attack.logits_before.softmax(1);
   r.probabilities_after = r.attack.logits_after.softmax(1);
   r.saliency_before = saliency(model, x, Target(r.attack.target), options.saliency());

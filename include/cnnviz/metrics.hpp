@@ -11,22 +11,21 @@
 #include <string>
 
 #include "cnnviz/detail/finite.hpp"
+#include "cnnviz/options.hpp"
 
 namespace cnnviz {
 
 /// The parameters of ssim(); the defaults are those of Wang et al.
+#define CNNVIZ_SSIM_OPTIONS(X)                                                                   \
+  X(int64_t, window_size, 11, "Side of the Gaussian window (odd).")                              \
+  X(double, sigma, 1.5, "Standard deviation of the Gaussian window.")                            \
+  X(double, k1, 0.01, "Stabilizing constant: C1 = (k1 L)^2 with L the data range.")              \
+  X(double, k2, 0.03, "Stabilizing constant: C2 = (k2 L)^2 with L the data range.")              \
+  X(c10::optional<double>, data_range, c10::nullopt,                                             \
+    "L, the range of the values; unset: 255 for uint8, 1 for floating point.")                   \
+  X(std::string, reduction, "mean", "'mean': one value; 'none': one value per image (N,).")
 struct SsimOptions {
-  /// Side of the Gaussian window (odd).
-  TORCH_ARG(int64_t, window_size) = 11;
-  /// Standard deviation of the Gaussian window.
-  TORCH_ARG(double, sigma) = 1.5;
-  /// Stabilizing constants: C1 = (k1 L)^2, C2 = (k2 L)^2 with L the data range.
-  TORCH_ARG(double, k1) = 0.01;
-  TORCH_ARG(double, k2) = 0.03;
-  /// L, the range of the values; unset: 255 for uint8, 1 for floating point.
-  TORCH_ARG(c10::optional<double>, data_range) = c10::nullopt;
-  /// "mean": one value; "none": one value per image (N,).
-  TORCH_ARG(std::string, reduction) = "mean";
+  CNNVIZ_OPTIONS(SsimOptions, CNNVIZ_SSIM_OPTIONS)
 };
 
 /// The parameters of psnr().

@@ -7,6 +7,7 @@ class AdversarialReport:
     def __init__(self, *args, **kwargs) -> Any: ...
     attack: AdversarialResult
     divergence: torch.Tensor
+    interrupted: bool
     layers: List[str]
     most_affected: int
     most_affected_layer: Any
@@ -23,7 +24,7 @@ class AdversarialReportOptions:
     fgsm: FgsmOptions
     layers: List[str]
     pgd: PgdOptions
-    saliency_reduction: str
+    saliency: SaliencyOptions
 
 class AdversarialResult:
     def __init__(self, *args, **kwargs) -> Any: ...
@@ -145,6 +146,7 @@ class DeletionInsertionResult:
     fractions: torch.Tensor
     insertion: torch.Tensor
     insertion_auc: torch.Tensor
+    interrupted: bool
     logits: torch.Tensor
     stopped_early: bool
     target: torch.Tensor
@@ -263,6 +265,7 @@ class LayerInformation:
     bottleneck_layer: str
     channels: torch.Tensor
     height: torch.Tensor
+    interrupted: bool
     inversions: List[InversionResult]
     layers: List[str]
     mse: torch.Tensor
@@ -275,6 +278,10 @@ class LayerInformation:
 class LayerInformationOptions:
     def __init__(self: LayerInformationOptions) -> None: ...
     inversion: InversionOptions
+    ssim_data_range: Optional[float]
+    ssim_k1: float
+    ssim_k2: float
+    ssim_reduction: str
     ssim_sigma: float
     ssim_window_size: int
 
@@ -388,6 +395,7 @@ class SanityCheckOptions:
 
 class SanityCheckResult:
     def __init__(self, *args, **kwargs) -> Any: ...
+    interrupted: bool
     maps: torch.Tensor
     original: torch.Tensor
     rank_correlation: torch.Tensor

@@ -19,6 +19,7 @@ from typing import Any, Callable, Optional, Sequence, Union
 import torch
 
 from . import _C
+from ._options import fill_options
 from ._progress import ProgressArg, run_native
 from .attribution import TargetLike
 
@@ -34,13 +35,6 @@ _DI = _C.DeletionInsertionOptions()
 _SC = _C.SanityCheckOptions()
 
 MapLike = Union[torch.Tensor, Any]
-
-
-def _options(cls, **values):
-    options = cls()
-    for name, value in values.items():
-        setattr(options, name, value)
-    return options
 
 
 def _map_of(attribution: MapLike) -> torch.Tensor:
@@ -97,14 +91,12 @@ def deletion_insertion(model, x: torch.Tensor, attribution: MapLike, target: Tar
     """
     if target is None and not isinstance(attribution, torch.Tensor):
         target = getattr(attribution, "target", None)
-    custom = None
+    custom_baseline = None
     if isinstance(baseline, torch.Tensor):
-        custom, deletion_baseline, insertion_baseline = baseline, "custom", "custom"
+        custom_baseline, deletion_baseline, insertion_baseline = baseline, "custom", "custom"
     elif baseline is not None:
         deletion_baseline = insertion_baseline = baseline
-    o = _options(_C.DeletionInsertionOptions, steps=steps, deletion_baseline=deletion_baseline,
-                 insertion_baseline=insertion_baseline, custom_baseline=custom, blur_sigma=blur_sigma, score=score,
-                 batch_size=batch_size, seed=seed, mean=list(mean), std=list(std))
+    o = fill_options(_C.DeletionInsertionOptions, locals())
     total = 2 * x.shape[0] * steps if x.dim() == 4 and steps > 0 else None
     return run_native(_C.deletion_insertion, progress, total, "deletion_insertion", model, x, _map_of(attribution),
                       target, o)
@@ -175,15 +167,13 @@ def sanity_check(method: MethodLike, model: torch.nn.Module, x: torch.Tensor,
         raise TypeError(f"cnnviz: sanity_check needs a torch.nn.Module or ScriptModule to copy, got "
                         f"{type(model).__name__}")
     fn = _as_method(method, method_kwargs)
-    o = _C.SanityCheckOptions()
+    layers = None
     if isinstance(layers_from_top, (list, tuple)):
-        o.layers = [str(n) for n in layers_from_top]
-    elif layers_from_top is not None:
-        if isinstance(layers_from_top, bool) or not isinstance(layers_from_top, int):
-            raise TypeError("cnnviz: layers_from_top must be None, an int or a list of layer names, got "
-                            f"{type(layers_from_top).__name__}")
-        o.layers_from_top = layers_from_top
-    o.group_depth, o.ssim, o.seed = group_depth, ssim, seed
+        layers, layers_from_top = [str(n) for n in layers_from_top], None
+    elif layers_from_top is not None and (isinstance(layers_from_top, bool) or not isinstance(layers_from_top, int)):
+        raise TypeError("cnnviz: layers_from_top must be None, an int or a list of layer names, got "
+                        f"{type(layers_from_top).__name__}")
+    o = fill_options(_C.SanityCheckOptions, locals())
     with torch.no_grad():  # a ScriptModule's deepcopy clones its parameters: keep them leaves
         copy = _copy.deepcopy(model)
     return run_native(_C.sanity_check, progress, None, "sanity_check", fn, model, copy, x, target, o)

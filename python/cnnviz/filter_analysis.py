@@ -20,6 +20,7 @@ import torch
 
 from . import _C
 from ._batches import Images, iter_batches, model_device
+from ._options import fill_options
 from ._progress import StreamStops
 
 __all__ = [
@@ -98,8 +99,7 @@ class FilterStatisticsAccumulator:
                  consistent_fraction: float = _FS.consistent_fraction,
                  specific_fraction: float = _FS.specific_fraction, keep_per_image: bool = _FS.keep_per_image,
                  _native=None) -> None:
-        self._options = _filter_options(threshold, relative, top_k, consistent_fraction, specific_fraction,
-                                        keep_per_image)
+        self._options = fill_options(_C.FilterStatisticsOptions, locals())
         self._acc = _native if _native is not None else _C.FilterStatisticsAccumulator(self._options)
         self.layer: Optional[str] = None
 
@@ -143,19 +143,6 @@ class FilterStatisticsAccumulator:
         acc = cls(**options)
         acc._acc = _C.FilterStatisticsAccumulator.from_state(state, acc._options)
         return acc
-
-
-def _filter_options(threshold, relative, top_k, consistent_fraction, specific_fraction, keep_per_image,
-                    batch_size=_FS.batch_size):
-    o = _C.FilterStatisticsOptions()
-    o.threshold = float(threshold)
-    o.relative = bool(relative)
-    o.top_k = int(top_k)
-    o.consistent_fraction = float(consistent_fraction)
-    o.specific_fraction = float(specific_fraction)
-    o.keep_per_image = bool(keep_per_image)
-    o.batch_size = int(batch_size)
-    return o
 
 
 def filter_statistics(model, images: Images, layer: str, *, threshold: float = _FS.threshold,
@@ -297,9 +284,7 @@ def filter_redundancy(model, layer: str, images: Optional[Images] = None, thresh
 
     Returns :class:`FilterRedundancy`.
     """
-    o = _C.FilterRedundancyOptions()
-    o.threshold = float(threshold)
-    o.batch_size = int(batch_size)
+    o = fill_options(_C.FilterRedundancyOptions, locals())
     cov = _C.ChannelCovarianceAccumulator()
     with StreamStops("filter_redundancy") as stream:
         if images is not None:

@@ -19,6 +19,7 @@ from typing import Any, List, Optional, Sequence, Union
 import torch
 
 from . import _C
+from ._options import fill_options
 from ._progress import ProgressArg, run_native
 from .attribution import TargetLike
 
@@ -67,7 +68,8 @@ def _resolve_layers(model, layers: Union[LayerLike, Sequence[LayerLike]]) -> Lis
 
 def layer_information(model, x: torch.Tensor, layers: Union[LayerLike, Sequence[LayerLike]], *,
                       iterations: int = _INV.iterations, ssim_window_size: int = _LI.ssim_window_size,
-                      ssim_sigma: float = _LI.ssim_sigma, progress: ProgressArg = False,
+                      ssim_sigma: float = _LI.ssim_sigma, ssim_k1: float = _LI.ssim_k1, ssim_k2: float = _LI.ssim_k2,
+                      progress: ProgressArg = False,
                       **inversion: Any) -> LayerInformation:
     """How much of x (N, C, H, W) each layer keeps (the notebook's challenge 3).
 
@@ -76,7 +78,8 @@ def layer_information(model, x: torch.Tensor, layers: Union[LayerLike, Sequence[
     (:func:`cnnviz.invert_layers` with ``iterations`` and any other of its keyword arguments,
     e.g. ``optimizer="adam", learning_rate=0.05``; it starts from the mean image, ``init="zeros"``,
     so that leftover start noise does not mask what the layer keeps), compared with x in pixel space (both mapped
-    back with the inversion's ``mean``/``std`` and clamped to [0, 1], data range 1) by SSIM,
+    back with the inversion's ``mean``/``std`` and clamped to [0, 1], data range 1) by SSIM
+    (Gaussian window ``ssim_window_size``, ``ssim_sigma``; constants ``ssim_k1``, ``ssim_k2``),
     PSNR and MSE; the layer's channel count and spatial size; and the bottleneck: the layer
     whose mean SSIM falls most below the previous layer's (the input counting as 1).
 
@@ -95,8 +98,8 @@ def layer_information(model, x: torch.Tensor, layers: Union[LayerLike, Sequence[
         if key in ("progress",) or not hasattr(inv, key):
             raise TypeError(f"cnnviz: layer_information got an unknown inversion option '{key}'")
         setattr(inv, key, list(value) if key in ("mean", "std") else value)
-    o = _C.LayerInformationOptions()
-    o.inversion, o.ssim_window_size, o.ssim_sigma = inv, ssim_window_size, ssim_sigma
+    o = fill_options(_C.LayerInformationOptions, {"inversion": inv, "ssim_window_size": ssim_window_size,
+                                                  "ssim_sigma": ssim_sigma, "ssim_k1": ssim_k1, "ssim_k2": ssim_k2})
     total = iterations * (1 if inv.batch_layers else len(names))
     return run_native(_C.layer_information, progress, total, "layer_information", model, x, names, o)
 
@@ -105,7 +108,7 @@ def adversarial_report(model, x: torch.Tensor, target: TargetLike = None, *, att
                        eps: float = _PGD.eps, step: float = _PGD.step, steps: int = _PGD.steps,
                        random_start: bool = _PGD.random_start, targeted: bool = _PGD.targeted,
                        layers: Optional[Union[LayerLike, Sequence[LayerLike]]] = None,
-                       saliency_reduction: str = _REPORT.saliency_reduction,
+                       saliency_reduction: str = _REPORT.saliency.reduction,
                        mean: Sequence[float] = tuple(_PGD.mean), std: Sequence[float] = tuple(_PGD.std),
                        progress: ProgressArg = False) -> AdversarialReport:
     """The notebook's challenge 4 in one call: attack x (N, C, H, W) and report what changed.
@@ -123,20 +126,20 @@ def adversarial_report(model, x: torch.Tensor, target: TargetLike = None, *, att
     ||A(x)|| per layer (default layers: every leaf module with parameters), and
     ``most_affected_layer``.
     """
-    o = _C.AdversarialReportOptions()
-    o.attack = attack
     fg = _C.FgsmOptions()
     fg.eps, fg.targeted, fg.mean, fg.std = eps, targeted, list(mean), list(std)
     pg = _C.PgdOptions()
     pg.eps, pg.step, pg.steps, pg.random_start, pg.targeted = eps, step, steps, random_start, targeted
     pg.mean, pg.std = list(mean), list(std)
-    o.fgsm, o.pgd = fg, pg
     if layers is not None:
         layers = _resolve_layers(model, layers)
         if not layers:
             raise ValueError("cnnviz: adversarial_report: the list of layers is empty (None measures every "
                              "leaf module with parameters)")
-    o.layers = layers or []
-    o.saliency_reduction = saliency_reduction
+    layers = layers or []
+    saliency = _C.SaliencyOptions()
+    saliency.reduction = saliency_reduction
+    o = fill_options(_C.AdversarialReportOptions, {"attack": attack, "fgsm": fg, "pgd": pg, "layers": layers,
+                                                   "saliency": saliency})
     return run_native(_C.adversarial_report, progress if attack == "pgd" else False, steps, "adversarial_report",
                       model, x, target, o)

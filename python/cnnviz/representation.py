@@ -22,6 +22,7 @@ import torch
 
 from . import _C
 from ._batches import Images, iter_batches, model_device
+from ._options import fill_options
 from ._progress import StreamStops
 
 __all__ = ["CKAResult", "CKAAccumulator", "cka"]
@@ -65,15 +66,6 @@ class CKAResult:
                 f"batches, skipped={self.skipped_samples}):{body}")
 
 
-def _cka_options(kernel: str, rbf_sigma: float, unbiased: bool, batch_size: int = _CKA.batch_size):
-    o = _C.CkaOptions()
-    o.kernel = kernel
-    o.rbf_sigma = float(rbf_sigma)
-    o.unbiased = bool(unbiased)
-    o.batch_size = int(batch_size)
-    return o
-
-
 class CKAAccumulator:
     """Streaming CKA between La layers and Lb layers: ``update(acts_a, acts_b)`` with one
     (n, ...) activation per layer, all of the same n (``acts_b=None``: within the same
@@ -86,7 +78,7 @@ class CKAAccumulator:
         self.layers_a = list(layers_a)
         self.layers_b = list(layers_b) if layers_b is not None else list(self.layers_a)
         self.kernel, self.unbiased = kernel, unbiased
-        self._options = _cka_options(kernel, rbf_sigma, unbiased)
+        self._options = fill_options(_C.CkaOptions, locals())
         self._acc = _C.CkaAccumulator(len(self.layers_a), len(self.layers_b), self._options)
 
     def update(self, acts_a: Sequence[torch.Tensor], acts_b: Optional[Sequence[torch.Tensor]] = None) -> None:

@@ -303,3 +303,19 @@ def test_bad_input(cifar_dir, cifar_samples, tmp_path):
         cnnviz.run("resnet20", files, ["saliency"], out, batch_size=3, progress=False)
     s = cnnviz.run("resnet20", files, ["saliency"], out, batch_size=3, progress=False, overwrite=True)
     assert s.new_images == 4
+
+
+def test_files_follow_the_runs_preprocessing(cifar_samples, tmp_path):
+    """A folder or list of files is preprocessed with the run's size, resize, mean and std
+    (not the files' own size): the stored maps and logits equal the direct calls on the
+    same preprocessed batch."""
+    files = [p for p, _ in cifar_samples[:4]]
+    mean, std = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)
+    cnnviz.run("resnet20", files, ["saliency"], str(tmp_path / "out"), size=24, resize=28, mean=mean, std=std,
+               batch_size=4, progress=False)
+    x = torch.cat([cnnviz.preprocess(cnnviz.load_image(p), size=24, resize=28, mean=mean, std=std) for p in files])
+    direct = cnnviz.saliency(cnnviz.zoo.pretrained("resnet20"), x)
+    with cnnviz.open_run(str(tmp_path / "out")) as r:
+        assert r["saliency/map"].shape == (4, 24, 24)
+        np.testing.assert_allclose(r["logits"][()], direct.logits.numpy(), rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(r["saliency/map"][()], direct.map.numpy(), rtol=1e-5, atol=1e-6)

@@ -10,20 +10,21 @@
 
 #include "cnnviz/adversarial.hpp"
 #include "cnnviz/attribution_gradients.hpp"
+#include "cnnviz/options.hpp"
 
 namespace cnnviz {
 
 enum class Attack { fgsm, pgd };
 
+#define CNNVIZ_ADVERSARIAL_REPORT_OPTIONS(X)                                                                   \
+  X(Attack, attack, Attack::pgd, "The attack: 'pgd' or 'fgsm'.")                                                \
+  X(FgsmOptions, fgsm, FgsmOptions(), "FGSM's options (budget, normalization), used when attack is fgsm.")      \
+  X(PgdOptions, pgd, PgdOptions(), "PGD's options (budget, steps, normalization), used when attack is pgd.")    \
+  X(std::vector<std::string>, layers, {},                                                                       \
+    "Layers whose divergence is measured; empty: every leaf module that owns parameters.")                      \
+  X(SaliencyOptions, saliency, SaliencyOptions(), "The saliency maps' options (channel reduction).")
 struct AdversarialReportOptions {
-  TORCH_ARG(Attack, attack) = Attack::pgd;
-  /// The attacks' options (budget, steps, normalization): the chosen one is used.
-  TORCH_ARG(FgsmOptions, fgsm) = FgsmOptions();
-  TORCH_ARG(PgdOptions, pgd) = PgdOptions();
-  /// Layers whose divergence is measured; empty: every leaf module that owns parameters.
-  TORCH_ARG(std::vector<std::string>, layers) = {};
-  /// The saliency maps' channel reduction.
-  TORCH_ARG(SaliencyOptions, saliency) = SaliencyOptions();
+  CNNVIZ_OPTIONS(AdversarialReportOptions, CNNVIZ_ADVERSARIAL_REPORT_OPTIONS)
 };
 
 struct AdversarialReport {
@@ -36,6 +37,8 @@ struct AdversarialReport {
   std::vector<std::string> layers;      ///< the layers measured, in request order
   torch::Tensor divergence;             ///< (L, N): ||A(adv) - A(x)|| / ||A(x)|| per layer and sample
   int64_t most_affected = -1;           ///< index of the layer with the largest mean divergence (-1: none)
+  bool stopped_early = false;           ///< the progress callback stopped PGD (the report is of the partial attack)
+  bool interrupted = false;             ///< Ctrl-C stopped the loop (set by the Python bindings)
 };
 
 /// Attacks x (N, C, H, W) with FGSM or PGD (untargeted away from `target`, default the

@@ -16,23 +16,27 @@
 #include <vector>
 
 #include "cnnviz/model.hpp"
+#include "cnnviz/options.hpp"
 
 namespace cnnviz {
 
 /// Options of cka(): every default lives here.
+#define CNNVIZ_CKA_OPTIONS(X)                                                                                    \
+  X(std::string, kernel, "linear",                                                                               \
+    "'linear' (streams over batches) or 'rbf' (one batch only: its bandwidth comes from the batch).")            \
+  X(double, rbf_sigma, 1.0,                                                                                      \
+    "RBF bandwidth: sigma^2 = rbf_sigma^2 * median squared distance between distinct samples.")                  \
+  X(bool, unbiased, true,                                                                                        \
+    "Unbiased HSIC (needs 4 or more samples per batch); false: the biased (textbook) HSIC, whose minibatch "     \
+    "average depends on the batch size.")                                                                        \
+  X(int64_t, batch_size, 64, "Images per forward pass when cka() is given one tensor.")
 struct CkaOptions {
-  /// "linear" (streams over batches) or "rbf" (one batch only: its bandwidth comes from the batch).
-  TORCH_ARG(std::string, kernel) = "linear";
-  /// RBF bandwidth: sigma^2 = rbf_sigma^2 * median squared distance between distinct samples.
-  TORCH_ARG(double, rbf_sigma) = 1.0;
-  /// Unbiased HSIC (needs 4 or more samples per batch); false: the biased (textbook) HSIC,
-  /// whose minibatch average depends on the batch size.
-  TORCH_ARG(bool, unbiased) = true;
-  /// Images per forward pass when cka() is given one tensor.
-  TORCH_ARG(int64_t, batch_size) = 64;
+  CNNVIZ_OPTIONS(CkaOptions, CNNVIZ_CKA_OPTIONS)
 };
 
-/// What cka() returns.
+/// What cka() returns. No `stopped_early` / `interrupted`: cka() takes no progress callback
+/// (each batch is one forward pass per model); a stream cut short is fewer `batches`
+/// (Python's CKAResult carries `interrupted` for a Ctrl-C during its stream).
 struct CkaResult {
   torch::Tensor matrix;   ///< (La, Lb) float64 CKA of layers_a[i] and layers_b[j]
   torch::Tensor hsic_ab;  ///< (La, Lb) float64 summed HSIC estimates

@@ -12,6 +12,7 @@
 
 #include "cnnviz/attribution_common.hpp"
 #include "cnnviz/integrated_gradients.hpp"
+#include "cnnviz/options.hpp"
 #include "cnnviz/progress.hpp"
 
 namespace cnnviz {
@@ -19,29 +20,27 @@ namespace cnnviz {
 class ScriptModel;
 
 /// Options of deletion_insertion(); the deletion and insertion baselines are RISE's.
+#define CNNVIZ_DELETION_INSERTION_OPTIONS(X)                                                                   \
+  X(int64_t, steps, 50,                                                                                        \
+    "Steps of each curve: at step k = 0..steps the round(k P / steps) most important of the P pixels are "     \
+    "changed, so each curve has steps + 1 points.")                                                            \
+  X(BaselineKind, deletion_baseline, BaselineKind::zeros,                                                      \
+    "What deleted pixels become (all channels): 'zeros' is the mean color.")                                   \
+  X(BaselineKind, insertion_baseline, BaselineKind::blur,                                                      \
+    "The image insertion starts from (RISE: a blurred copy of the input).")                                    \
+  X(torch::Tensor, custom_baseline, torch::Tensor(),                                                           \
+    "The baseline image for BaselineKind::custom: (C, H, W), (1, C, H, W) or (N, C, H, W).")                   \
+  X(double, blur_sigma, 5.0, "Standard deviation in pixels of the blur baseline.")                             \
+  X(Normalization, normalization, {}, "How inputs were normalized (black and uniform baselines).")             \
+  X(Score, score, Score::probability, "The target's softmax probability (RISE) or its logit.")                 \
+  X(int64_t, batch_size, 32, "Perturbed images per forward pass (bounds memory).")                             \
+  X(int64_t, seed, 0,                                                                                          \
+    "Seeds the random order among pixels of equal attribution (a flat or ReLU-clipped map would otherwise "    \
+    "be removed in raster order).")                                                                            \
+  X(ProgressCallback, progress, nullptr,                                                                       \
+    "Called after each batch; returning false stops (points not yet computed are NaN).")
 struct DeletionInsertionOptions {
-  /// Steps of each curve: at step k = 0..steps the round(k P / steps) most important of the
-  /// P pixels are changed, so each curve has steps + 1 points.
-  TORCH_ARG(int64_t, steps) = 50;
-  /// What deleted pixels become (all channels): "zeros" is the mean color.
-  TORCH_ARG(BaselineKind, deletion_baseline) = BaselineKind::zeros;
-  /// The image insertion starts from (RISE: a blurred copy of the input).
-  TORCH_ARG(BaselineKind, insertion_baseline) = BaselineKind::blur;
-  /// The baseline image for BaselineKind::custom: (C, H, W), (1, C, H, W) or (N, C, H, W).
-  TORCH_ARG(torch::Tensor, custom_baseline) = torch::Tensor();
-  /// Standard deviation in pixels of the blur baseline.
-  TORCH_ARG(double, blur_sigma) = 5.0;
-  /// How inputs were normalized (black and uniform baselines).
-  TORCH_ARG(Normalization, normalization) = Normalization();
-  /// The target's softmax probability (RISE) or its logit.
-  TORCH_ARG(Score, score) = Score::probability;
-  /// Perturbed images per forward pass (bounds memory).
-  TORCH_ARG(int64_t, batch_size) = 32;
-  /// Seeds the random order among pixels of equal attribution (a flat or ReLU-clipped map
-  /// would otherwise be removed in raster order).
-  TORCH_ARG(int64_t, seed) = 0;
-  /// Called after each batch; returning false stops (points not yet computed are NaN).
-  TORCH_ARG(ProgressCallback, progress) = nullptr;
+  CNNVIZ_OPTIONS(DeletionInsertionOptions, CNNVIZ_DELETION_INSERTION_OPTIONS)
 };
 
 struct DeletionInsertionResult {
@@ -52,7 +51,8 @@ struct DeletionInsertionResult {
   torch::Tensor insertion_auc;  ///< (N,) float64: the same for insertion (higher: more faithful)
   torch::Tensor target;         ///< (N,) int64: the class scored
   torch::Tensor logits;         ///< (N, K) for x
-  bool stopped_early = false;
+  bool stopped_early = false;   ///< the progress callback stopped the curves (missing points are NaN)
+  bool interrupted = false;     ///< Ctrl-C stopped the loop (set by the Python bindings)
 };
 
 /// Deletion and insertion curves of an attribution map for x (N, C, H, W): pixels (all
@@ -75,22 +75,22 @@ torch::Tensor rank_correlation(const torch::Tensor& a, const torch::Tensor& b);
 using AttributionFn =
     std::function<torch::Tensor(const AnyModel& model, const torch::Tensor& x, const torch::Tensor& target)>;
 
+#define CNNVIZ_SANITY_CHECK_OPTIONS(X)                                                                         \
+  X(std::vector<std::string>, layers, {},                                                                      \
+    "Layers to re-initialize, cascading in this order; empty: every module that owns parameters, from the "    \
+    "output back (reverse named_modules order).")                                                              \
+  X(c10::optional<int64_t>, layers_from_top, c10::nullopt,                                                     \
+    "Only the first this many steps of that cascade (unset: all).")                                            \
+  X(int64_t, group_depth, 0,                                                                                   \
+    "0: each module is one step; d > 0: modules whose names share their first d dot-separated parts "          \
+    "('features.17' for d = 2) are re-initialized in one step.")                                               \
+  X(bool, ssim, true,                                                                                          \
+    "Also compare each map with the original by SSIM (maps scaled to [0, 1] each); needs maps of at least "    \
+    "11 x 11.")                                                                                                \
+  X(int64_t, seed, 0, "Seeds the re-initialization.")                                                          \
+  X(ProgressCallback, progress, nullptr, "Called after each step; returning false stops (the steps done are returned).")
 struct SanityCheckOptions {
-  /// Layers to re-initialize, cascading in this order; empty: every module that owns
-  /// parameters, from the output back (reverse named_modules order).
-  TORCH_ARG(std::vector<std::string>, layers) = {};
-  /// Only the first this many steps of that cascade (unset: all).
-  TORCH_ARG(c10::optional<int64_t>, layers_from_top) = c10::nullopt;
-  /// 0: each module is one step; d > 0: modules whose names share their first d
-  /// dot-separated parts ("features.17" for d = 2) are re-initialized in one step.
-  TORCH_ARG(int64_t, group_depth) = 0;
-  /// Also compare each map with the original by SSIM (maps scaled to [0, 1] each); needs
-  /// maps of at least 11 x 11.
-  TORCH_ARG(bool, ssim) = true;
-  /// Seeds the re-initialization.
-  TORCH_ARG(int64_t, seed) = 0;
-  /// Called after each step; returning false stops (the steps done are returned).
-  TORCH_ARG(ProgressCallback, progress) = nullptr;
+  CNNVIZ_OPTIONS(SanityCheckOptions, CNNVIZ_SANITY_CHECK_OPTIONS)
 };
 
 struct SanityCheckResult {
@@ -101,7 +101,8 @@ struct SanityCheckResult {
   torch::Tensor maps;              ///< (S, N, h, w): the map after each step
   torch::Tensor rank_correlation;  ///< (S, N) float64: Spearman correlation with the original map
   torch::Tensor ssim;              ///< (S, N) float64, or undefined without options.ssim
-  bool stopped_early = false;
+  bool stopped_early = false;      ///< the progress callback stopped the cascade (fewer steps)
+  bool interrupted = false;        ///< Ctrl-C stopped the loop (set by the Python bindings)
 };
 
 /// The model-parameter randomization test: re-initializes the parameters of `copy` layer by

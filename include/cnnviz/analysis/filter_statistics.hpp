@@ -15,30 +15,33 @@
 #include <string>
 
 #include "cnnviz/model.hpp"
+#include "cnnviz/options.hpp"
 
 namespace cnnviz {
 
-/// Options of filter_statistics(): every default lives here.
+/// Options of filter_statistics(): every default lives here. A filter is active for an
+/// image when its response m[n, c] exceeds `threshold` times the image's mean response over
+/// the layer's filters (`relative`, the default: scale-free, so it works before or after a
+/// ReLU and at any depth), or `threshold` itself when `relative` is false (e.g. 0 after a
+/// ReLU: "fires anywhere").
+#define CNNVIZ_FILTER_STATISTICS_OPTIONS(X)                                                                     \
+  X(double, threshold, 1.0, "Activity threshold: relative to the image's mean response, or absolute.")          \
+  X(bool, relative, true, "True: threshold times the image's mean response over filters; false: threshold itself.") \
+  X(int64_t, top_k, 5, "The k images with the largest response kept per filter (exactly, also across merges).") \
+  X(double, consistent_fraction, 0.9, "Consistently active: active for at least this fraction of the images.")  \
+  X(double, specific_fraction, 0.1,                                                                             \
+    "Image-specific: active for at least one image and at most this fraction of them.")                         \
+  X(bool, keep_per_image, false,                                                                                \
+    "Keep m (N, C): memory grows with the number of images (needed for the heatmap plot).")                     \
+  X(int64_t, batch_size, 32, "Images per forward pass when filter_statistics() is given one tensor.")
 struct FilterStatisticsOptions {
-  /// A filter is active for an image when its response m[n, c] exceeds `threshold` times
-  /// the image's mean response over the layer's filters (`relative`, the default: scale-free,
-  /// so it works before or after a ReLU and at any depth), or `threshold` itself when
-  /// `relative` is false (e.g. 0 after a ReLU: "fires anywhere").
-  TORCH_ARG(double, threshold) = 1.0;
-  TORCH_ARG(bool, relative) = true;
-  /// The k images with the largest response kept per filter (exactly, also across merges).
-  TORCH_ARG(int64_t, top_k) = 5;
-  /// Consistently active: active for at least this fraction of the images.
-  TORCH_ARG(double, consistent_fraction) = 0.9;
-  /// Image-specific: active for at least one image and at most this fraction of them.
-  TORCH_ARG(double, specific_fraction) = 0.1;
-  /// Keep m (N, C): memory grows with the number of images (needed for the heatmap plot).
-  TORCH_ARG(bool, keep_per_image) = false;
-  /// Images per forward pass when filter_statistics() is given one tensor.
-  TORCH_ARG(int64_t, batch_size) = 32;
+  CNNVIZ_OPTIONS(FilterStatisticsOptions, CNNVIZ_FILTER_STATISTICS_OPTIONS)
 };
 
 /// What filter_statistics() returns; C is the layer's channel count, k = min(top_k, count).
+/// No `stopped_early` / `interrupted`: filter_statistics() takes no progress callback (each
+/// batch is one forward pass) and `count` says how many images a stream covered (Python's
+/// FilterStatistics carries `interrupted` for a Ctrl-C during its stream).
 struct FilterStatistics {
   int64_t count = 0;                ///< images seen
   torch::Tensor mean;               ///< (C,) float64: mean over images of m[n, c]

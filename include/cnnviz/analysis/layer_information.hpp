@@ -10,18 +10,21 @@
 
 #include "cnnviz/inversion.hpp"
 #include "cnnviz/metrics.hpp"
+#include "cnnviz/options.hpp"
 
 namespace cnnviz {
 
+/// The inversion of each layer (iterations, priors, normalization: its mean and std also map
+/// images back to pixels for the comparison) starts from the mean image rather than the
+/// notebook's noise, so the SSIM measures what the layer pins down, not start noise the
+/// optimization has not yet removed (with noise, every layer's SSIM stays near that of noise
+/// after a few dozen steps, and the curve loses its shape).
+#define CNNVIZ_LAYER_INFORMATION_OPTIONS(X)                                                                   \
+  X(InversionOptions, inversion, InversionOptions().init(InversionInit::zeros),                               \
+    "The inversion of each layer (its normalization also maps images back to pixels); starts from the mean image.") \
+  X(SsimOptions, ssim, SsimOptions(), "SSIM's window and constants; the data range is that of pixels, 1.")
 struct LayerInformationOptions {
-  /// The inversion of each layer (iterations, priors, normalization: its mean and std also
-  /// map images back to pixels for the comparison). It starts from the mean image rather
-  /// than the notebook's noise, so the SSIM measures what the layer pins down, not start
-  /// noise the optimization has not yet removed (with noise, every layer's SSIM stays near
-  /// that of noise after a few dozen steps, and the curve loses its shape).
-  TORCH_ARG(InversionOptions, inversion) = InversionOptions().init(InversionInit::zeros);
-  /// SSIM's window and constants; the data range is that of pixels, 1.
-  TORCH_ARG(SsimOptions, ssim) = SsimOptions();
+  CNNVIZ_OPTIONS(LayerInformationOptions, CNNVIZ_LAYER_INFORMATION_OPTIONS)
 };
 
 struct LayerInformation {
@@ -38,6 +41,7 @@ struct LayerInformation {
   int64_t bottleneck = -1;      ///< index of the layer with the largest ssim_drop
   std::string bottleneck_layer; ///< its name
   bool stopped_early = false;   ///< the progress callback stopped the inversions (fewer layers)
+  bool interrupted = false;     ///< Ctrl-C stopped the loop (set by the Python bindings)
 };
 
 /// For each of `layers` (qualified names, shallow to deep): the inversion of x (N, C, H, W)

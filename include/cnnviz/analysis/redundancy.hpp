@@ -11,16 +11,18 @@
 #include <vector>
 
 #include "cnnviz/model.hpp"
+#include "cnnviz/options.hpp"
 
 namespace cnnviz {
 
 /// Options of filter_redundancy(): every default lives here.
+#define CNNVIZ_FILTER_REDUNDANCY_OPTIONS(X)                                                                 \
+  X(double, threshold, 0.9,                                                                                 \
+    "Filters whose similarity (activation correlation when images are given, else weight cosine) is at "    \
+    "least this are joined; groups are the connected components.")                                          \
+  X(int64_t, batch_size, 32, "Images per forward pass when filter_redundancy() is given one tensor.")
 struct FilterRedundancyOptions {
-  /// Filters whose similarity (activation correlation when images are given, else weight
-  /// cosine) is at least this are joined; groups are the connected components.
-  TORCH_ARG(double, threshold) = 0.9;
-  /// Images per forward pass when filter_redundancy() is given one tensor.
-  TORCH_ARG(int64_t, batch_size) = 32;
+  CNNVIZ_OPTIONS(FilterRedundancyOptions, CNNVIZ_FILTER_REDUNDANCY_OPTIONS)
 };
 
 /// Streaming covariance of a layer's channels, every position of every image one sample of
@@ -47,7 +49,9 @@ class ChannelCovarianceAccumulator {
   torch::Tensor mean_, comoment_;
 };
 
-/// What filter_redundancy() returns (C filters).
+/// What filter_redundancy() returns (C filters). No `stopped_early` / `interrupted`: it
+/// takes no progress callback and `samples` says what a stream covered (Python's
+/// FilterRedundancy carries `interrupted` for a Ctrl-C during its stream).
 struct FilterRedundancy {
   torch::Tensor weight_similarity;       ///< (C, C) float64 cosine of flattened weights; undefined without weights
   torch::Tensor activation_correlation;  ///< (C, C) float64; undefined without images

@@ -34,7 +34,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    help="where labels come from (auto: class subfolders, else the number ending the name)")
     p.add_argument("--size", type=int, default=None, help="input side (default: the zoo model's)")
     p.add_argument("--resize", type=int, default=None, help="resize the short side, then center-crop --size")
-    p.add_argument("--normalization", choices=sorted(NORMALIZATION), default="imagenet")
+    p.add_argument("--normalization", choices=sorted(NORMALIZATION), default=None,
+                   help="input statistics (default: the zoo model's, else imagenet)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--overwrite", action="store_true", help="delete OUT first instead of resuming")
     p.add_argument("--no-progress", action="store_true")
@@ -72,7 +73,7 @@ def main(args) -> int:
         targets: Any = args.targets
         if targets not in ("predictions", "labels"):
             targets = int(targets)
-        mean, std = NORMALIZATION[args.normalization]
+        mean, std = NORMALIZATION[args.normalization] if args.normalization else (None, None)
         summary = cnnviz.run(args.model, args.data, _methods(args.methods, args.set), args.out,
                              batch_size=args.batch_size, num_workers=args.workers, targets=targets,
                              chunk_size=args.chunk_size, size=args.size, resize=args.resize, mean=mean, std=std,

@@ -66,18 +66,38 @@ def _zoo_spec(name: str):
     return ZOO[name]
 
 
-def _load_model(model) -> Tuple[Any, str, Optional[int]]:
-    """(model, identity for the settings, input side for zoo models)."""
+def _load_model(model) -> Tuple[Any, str]:
+    """(model, identity for the settings)."""
     if isinstance(model, str):
         if model.endswith((".pt", ".pth")) and os.path.isfile(model):
-            return torch.jit.load(model, map_location="cpu").eval(), os.path.basename(model), None
+            return torch.jit.load(model, map_location="cpu").eval(), os.path.basename(model)
         from .. import zoo
 
-        size = _zoo_spec(model)[0]
-        return zoo.pretrained(model), model, size
+        _zoo_spec(model)
+        return zoo.pretrained(model), model
     if not callable(model):
         raise ValueError(f"cnnviz: model must be a torch.nn.Module, a TorchScript module or a zoo name, got {type(model).__name__}")
-    return model, type(model).__name__, None
+    return model, type(model).__name__
+
+
+def _preprocess(model, size, resize, mean, std) -> Preprocess:
+    """The run's preprocessing: what is given, else what the model was built for (its
+    ``cnnviz.zoo`` info: the sample models, or one recorded with ``zoo.describe``), else each
+    image's own size and the ImageNet statistics."""
+    from .. import zoo
+
+    spec = zoo.info(model)
+    if spec is not None:
+        if size is None and spec.input_size:
+            size = tuple(spec.input_size[1:])
+            resize = spec.resize if resize is None else resize
+        mean = spec.mean if mean is None else mean
+        std = spec.std if std is None else std
+    mean = _image.IMAGENET_MEAN if mean is None else mean
+    std = _image.IMAGENET_STD if std is None else std
+    if isinstance(size, tuple) and len(size) == 2 and size[0] == size[1]:
+        size = size[0]
+    return Preprocess(size, resize, tuple(mean), tuple(std))
 
 
 def _weights_digest(model) -> str:
@@ -89,7 +109,7 @@ def _weights_digest(model) -> str:
     return h.hexdigest()[:16]
 
 
-def _dataset(dataset, labels) -> Any:
+def _dataset(dataset, labels, prep: Preprocess) -> Any:
     if isinstance(dataset, (str, os.PathLike)) or (isinstance(dataset, (list, tuple)) and dataset
                                                     and all(isinstance(p, (str, os.PathLike)) for p in dataset)):
         if labels == "auto":
@@ -98,7 +118,8 @@ def _dataset(dataset, labels) -> Any:
                 labels = "folders"
             else:
                 labels = "name"
-        return ImageFiles(dataset, None, labels=labels)
+        # Files are decoded and preprocessed with the run's size/resize/mean/std.
+        return ImageFiles(dataset, prep, labels=labels)
     if not hasattr(dataset, "__getitem__") or not hasattr(dataset, "__len__"):
         raise ValueError("cnnviz: dataset must be a map-style torch Dataset (len and [i]), a folder or a list of files")
     return dataset
@@ -141,8 +162,8 @@ def _first_example(data: Indexed) -> torch.Tensor:
 def run(model, dataset, methods: Union[MethodSpec, Sequence[MethodSpec]], out: str, *,
         batch_size: int = 32, num_workers: int = 0, targets: TargetsLike = "predictions",
         chunk_size: Optional[int] = None, size: Optional[Union[int, Tuple[int, int]]] = None,
-        resize: Optional[int] = None, mean: Sequence[float] = _image.IMAGENET_MEAN,
-        std: Sequence[float] = _image.IMAGENET_STD, labels: Any = "auto", seed: int = 0,
+        resize: Optional[int] = None, mean: Optional[Sequence[float]] = None,
+        std: Optional[Sequence[float]] = None, labels: Any = "auto", seed: int = 0,
         device: Optional[Union[str, torch.device]] = None, progress: bool = True,
         overwrite: bool = False, distributed: Optional[bool] = None) -> RunSummary:
     """Runs attribution ``methods`` (and analysis jobs) over every image of ``dataset`` and
@@ -151,7 +172,9 @@ def run(model, dataset, methods: Union[MethodSpec, Sequence[MethodSpec]], out: s
     ``model``: a ``torch.nn.Module`` / TorchScript module in eval mode, a zoo name
     (``"resnet20"``) or a TorchScript file. ``dataset``: a map-style torch ``Dataset`` whose
     items are ``x`` or ``(x, label)`` with ``x`` a float tensor (C, H, W) or an image (PIL,
-    uint8 (H, W, 3)) that is preprocessed with ``size``/``resize``/``mean``/``std``; or a
+    uint8 (H, W, 3)) that is preprocessed with ``size``/``resize``/``mean``/``std`` (each left
+    at None comes from what the model was built for, see ``cnnviz.zoo.info``; else each
+    image keeps its size and the ImageNet statistics apply); or a
     folder, a list of image files, or a ``.txt`` list of them, decoded with
     ``cnnviz.load_image`` (``labels="auto"``: class subfolders, else the number ending each
     file name, as in the sample data). ``methods``: names (``"saliency"``, ``"grad_cam"``,
@@ -177,12 +200,12 @@ def run(model, dataset, methods: Union[MethodSpec, Sequence[MethodSpec]], out: s
         chunk_size = batch_size * max(1, math.ceil(256 / batch_size))
     if chunk_size < 1:
         raise ValueError(f"cnnviz: chunk_size must be >= 1, got {chunk_size}")
-    model, model_name, zoo_size = _load_model(model)
-    ds = _dataset(dataset, labels)
+    model, model_name = _load_model(model)
+    prep = _preprocess(model, size, resize, mean, std)
+    ds = _dataset(dataset, labels, prep)
     n = len(ds)
     if n == 0:
         raise ValueError("cnnviz: the dataset is empty")
-    prep = Preprocess(size if size is not None else zoo_size, resize, tuple(mean), tuple(std))
     data = Indexed(ds, prep)
     target_setting, given = _targets_setting(targets, n)
     jobs = make_methods(methods, ANALYSES)
