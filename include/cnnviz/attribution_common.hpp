@@ -109,11 +109,6 @@ class Targets {
   std::vector<Target> targets_;
 };
 
-/// How a (N, C, H, W) attribution becomes an (N, H, W) map: the maximum or the mean of
-/// its absolute value over channels. Deprecated spelling of Reduction, kept while other
-/// areas still name it.
-using ChannelReduction = Reduction;
-
 /// What a gradient method returns.
 struct Attribution {
   torch::Tensor attribution;  ///< (N, C, H, W), signed, like x

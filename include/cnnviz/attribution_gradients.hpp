@@ -28,13 +28,13 @@ struct GuidedBackpropOptions {
   X(int64_t, batch_size, 16,                                                                                  \
     "Noisy copies per forward/backward pass (bounds memory); the first pass also carries the N clean images " \
     "when N < batch_size.")                                                                                   \
-  X(Reduction, reduction, Reduction::max, "How |attribution| becomes the map: max or mean over channels.")
+  X(Reduction, reduction, Reduction::max, "How |attribution| becomes the map: max or mean over channels.") \
+  X(ProgressCallback, progress, nullptr, \
+    "Called after each batch; returning false stops (the result averages what ran). " \
+    "Python passes progress= to the call.")
 
 struct SmoothGradOptions {
   CNNVIZ_OPTIONS(SmoothGradOptions, CNNVIZ_SMOOTH_GRAD_OPTIONS)
-  /// Called after each batch; returning false stops (the result averages what ran). Not an
-  /// option row: Python passes progress (a bar, a callable, Ctrl-C) as a call argument.
-  TORCH_ARG(ProgressCallback, progress) = nullptr;
 };
 
 /// Vanilla gradient saliency: the gradient of each sample's target score with respect to

@@ -21,13 +21,13 @@ enum class CamMethod { grad_cam, grad_cam_pp, layer_cam, score_cam };
 #define CNNVIZ_CAM_OPTIONS(X)                                                                            \
   X(bool, relu, true, "ReLU on the weighted sum of activations, as the papers do (false keeps negative " \
     "evidence).")                                                                                        \
-  X(int64_t, batch_size, 32, "Score-CAM: masked inputs per forward pass (bounds memory).")
+  X(int64_t, batch_size, 32, "Score-CAM: masked inputs per forward pass (bounds memory).") \
+  X(ProgressCallback, progress, nullptr, \
+    "Score-CAM: called after each batch of masked inputs; returning false stops (channels not yet " \
+    "scored get weight 0). Python passes progress= to the call.")
 
 struct CamOptions {
   CNNVIZ_OPTIONS(CamOptions, CNNVIZ_CAM_OPTIONS)
-  /// Score-CAM: called after each batch of masked inputs; returning false stops (channels
-  /// not yet scored get weight 0). Not an option row: Python passes progress as a call argument.
-  TORCH_ARG(ProgressCallback, progress) = nullptr;
 };
 
 /// One map: a layer and a target.

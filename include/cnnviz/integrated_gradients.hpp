@@ -40,13 +40,13 @@ enum class BaselineKind {
   X(double, blur_sigma, 5.0, "Standard deviation in pixels of the blur baseline.")                          \
   X(Normalization, normalization, {}, "How inputs were normalized (black and uniform baselines).")           \
   X(int64_t, batch_size, 16, "Path points per forward/backward pass (bounds memory).")                      \
-  X(Reduction, reduction, Reduction::mean, "How |attribution| becomes the map: max or mean over channels.")
+  X(Reduction, reduction, Reduction::mean, "How |attribution| becomes the map: max or mean over channels.") \
+  X(ProgressCallback, progress, nullptr, \
+    "Called after each batch; returning false stops (the result is then a partial sum). " \
+    "Python passes progress= to the call.")
 
 struct IntegratedGradientsOptions {
   CNNVIZ_OPTIONS(IntegratedGradientsOptions, CNNVIZ_INTEGRATED_GRADIENTS_OPTIONS)
-  /// Called after each batch; returning false stops (the result is then a partial sum). Not
-  /// an option row: Python passes progress as a call argument.
-  TORCH_ARG(ProgressCallback, progress) = nullptr;
 };
 
 struct IntegratedGradientsResult : Attribution {

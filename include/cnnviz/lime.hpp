@@ -36,13 +36,13 @@ struct SlicOptions {
   X(double, baseline, 0.0, "The value switched-off segments get, in the input's (normalized) space.")       \
   X(Score, score, Score::probability, "Fit logits or softmax probabilities.")                               \
   X(Normalization, normalization, {}, "How inputs were normalized (SLIC segments the image in pixels).")     \
-  X(int64_t, batch_size, 64, "Perturbed images per forward pass (bounds memory).")
+  X(int64_t, batch_size, 64, "Perturbed images per forward pass (bounds memory).") \
+  X(ProgressCallback, progress, nullptr, \
+    "Called after each batch; returning false stops (the fit uses the samples that ran). " \
+    "Python passes progress= to the call.")
 
 struct LimeOptions {
   CNNVIZ_OPTIONS(LimeOptions, CNNVIZ_LIME_OPTIONS)
-  /// Called after each batch; returning false stops (the fit uses the samples that ran).
-  /// Not an option row: Python passes progress as a call argument.
-  TORCH_ARG(ProgressCallback, progress) = nullptr;
 };
 
 struct LimeResult {

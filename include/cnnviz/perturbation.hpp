@@ -19,13 +19,13 @@ namespace cnnviz {
     "Step between windows (height, width); one value means the same in both directions.")                      \
   X(double, baseline, 0.0, "The value occluded pixels get, in the input's (normalized) space: 0 is the mean color.") \
   X(Score, score, Score::logit, "Compare logits or softmax probabilities.")                                     \
-  X(int64_t, batch_size, 32, "Occluded copies per forward pass (bounds memory).")
+  X(int64_t, batch_size, 32, "Occluded copies per forward pass (bounds memory).") \
+  X(ProgressCallback, progress, nullptr, \
+    "Called after each batch; returning false stops (windows not yet run count as no drop). " \
+    "Python passes progress= to the call.")
 
 struct OcclusionOptions {
   CNNVIZ_OPTIONS(OcclusionOptions, CNNVIZ_OCCLUSION_OPTIONS)
-  /// Called after each batch; returning false stops (windows not yet run count as no drop).
-  /// Not an option row: Python passes progress as a call argument.
-  TORCH_ARG(ProgressCallback, progress) = nullptr;
 };
 
 struct OcclusionResult {

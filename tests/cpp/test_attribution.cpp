@@ -274,7 +274,8 @@ TEST_CASE("Options rows: every option visited once, with its default and a doc")
     CHECK(std::string(doc).size() > 10);
   });
   CHECK(names == std::vector<std::string>{"steps", "method", "tolerance", "initial_steps", "max_passes", "baseline",
-                                          "custom_baseline", "blur_sigma", "normalization", "batch_size", "reduction"});
+                                          "custom_baseline", "blur_sigma", "normalization", "batch_size", "reduction",
+                                          "progress"});
   cnnviz::IntegratedGradientsOptions o;
   CHECK(o.steps() == 50);
   CHECK(o.reduction() == cnnviz::Reduction::mean);
