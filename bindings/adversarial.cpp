@@ -8,23 +8,9 @@ namespace cnnviz {
 namespace bindings {
 
 void init_adversarial(py::module_& m) {
-  {
-    py::class_<FgsmOptions> c(m, "FgsmOptions");
-    c.def(py::init<>());
-    CNNVIZ_OPTION(c, FgsmOptions, eps);
-    CNNVIZ_OPTION(c, FgsmOptions, targeted);
-    normalization_options(c);
-  }
-  {
-    py::class_<PgdOptions> c(m, "PgdOptions");
-    c.def(py::init<>());
-    CNNVIZ_OPTION(c, PgdOptions, eps);
-    CNNVIZ_OPTION(c, PgdOptions, step);
-    CNNVIZ_OPTION(c, PgdOptions, steps);
-    CNNVIZ_OPTION(c, PgdOptions, random_start);
-    CNNVIZ_OPTION(c, PgdOptions, targeted);
-    normalization_options(c);
-  }
+  bind_options<FgsmOptions>(m, "FgsmOptions", "The options of fgsm(): budget, direction, input normalization.");
+  bind_options<PgdOptions>(m, "PgdOptions", "The options of pgd(): budget, step, steps, start, normalization.");
+  // Field docs and the repr come from python/cnnviz/_results.py, as for every result class.
   py::class_<AdversarialResult>(m, "AdversarialResult", py::dynamic_attr())
       .def_readonly("adversarial", &AdversarialResult::adversarial)
       .def_readonly("perturbation", &AdversarialResult::perturbation)
@@ -34,6 +20,7 @@ void init_adversarial(py::module_& m) {
       .def_readonly("prediction_before", &AdversarialResult::prediction_before)
       .def_readonly("prediction_after", &AdversarialResult::prediction_after)
       .def_readonly("success", &AdversarialResult::success)
+      .def_readonly("steps", &AdversarialResult::steps)
       .def_readonly("stopped_early", &AdversarialResult::stopped_early)
       .def_readwrite("interrupted", &AdversarialResult::interrupted);
   m.def("fgsm", [](py::object model, const torch::Tensor& x, py::object target, const FgsmOptions& o) {

@@ -1,43 +1,27 @@
-// Image similarity metrics: SSIM, PSNR.
+// Image similarity metrics: SSIM, PSNR. Options bound from their C++ rows.
 #include "bindings.hpp"
 #include "cnnviz/metrics.hpp"
+#include "options_bridge.hpp"
 
 namespace cnnviz {
 namespace bindings {
 
 void init_metrics(py::module_& m) {
-  const SsimOptions sopt;
-  const PsnrOptions popt;
-  py::dict defaults;
-  defaults["window_size"] = sopt.window_size();
-  defaults["sigma"] = sopt.sigma();
-  defaults["k1"] = sopt.k1();
-  defaults["k2"] = sopt.k2();
-  defaults["reduction"] = sopt.reduction();
-  m.attr("_metrics_defaults") = defaults;
+  bind_options<SsimOptions>(m, "SsimOptions", "The parameters of ssim() and ssim_map() (Wang et al.'s defaults).");
+  bind_options<PsnrOptions>(m, "PsnrOptions", "The parameters of psnr().");
 
-  auto ssim_options = [](int64_t window_size, double sigma, double k1, double k2, c10::optional<double> data_range,
-                         const std::string& reduction) {
-    return SsimOptions().window_size(window_size).sigma(sigma).k1(k1).k2(k2).data_range(data_range).reduction(reduction);
-  };
-  m.def("ssim", [ssim_options](const torch::Tensor& a, const torch::Tensor& b, c10::optional<double> data_range,
-                               int64_t window_size, double sigma, double k1, double k2, const std::string& reduction) {
+  m.def("ssim", [](const torch::Tensor& a, const torch::Tensor& b, const SsimOptions& o) {
     py::gil_scoped_release nogil;
-    return ssim(a, b, ssim_options(window_size, sigma, k1, k2, data_range, reduction));
-  }, py::arg("a"), py::arg("b"), py::arg("data_range") = py::none(), py::arg("window_size") = sopt.window_size(),
-     py::arg("sigma") = sopt.sigma(), py::arg("k1") = sopt.k1(), py::arg("k2") = sopt.k2(),
-     py::arg("reduction") = sopt.reduction());
-  m.def("ssim_map", [ssim_options](const torch::Tensor& a, const torch::Tensor& b, c10::optional<double> data_range,
-                                   int64_t window_size, double sigma, double k1, double k2) {
+    return ssim(a, b, o);
+  }, py::arg("a"), py::arg("b"), py::arg("options") = SsimOptions());
+  m.def("ssim_map", [](const torch::Tensor& a, const torch::Tensor& b, const SsimOptions& o) {
     py::gil_scoped_release nogil;
-    return ssim_map(a, b, ssim_options(window_size, sigma, k1, k2, data_range, "mean"));
-  }, py::arg("a"), py::arg("b"), py::arg("data_range") = py::none(), py::arg("window_size") = sopt.window_size(),
-     py::arg("sigma") = sopt.sigma(), py::arg("k1") = sopt.k1(), py::arg("k2") = sopt.k2());
-  m.def("psnr", [](const torch::Tensor& a, const torch::Tensor& b, c10::optional<double> data_range,
-                   const std::string& reduction) {
+    return ssim_map(a, b, o);
+  }, py::arg("a"), py::arg("b"), py::arg("options") = SsimOptions());
+  m.def("psnr", [](const torch::Tensor& a, const torch::Tensor& b, const PsnrOptions& o) {
     py::gil_scoped_release nogil;
-    return psnr(a, b, PsnrOptions().data_range(data_range).reduction(reduction));
-  }, py::arg("a"), py::arg("b"), py::arg("data_range") = py::none(), py::arg("reduction") = popt.reduction());
+    return psnr(a, b, o);
+  }, py::arg("a"), py::arg("b"), py::arg("options") = PsnrOptions());
 }
 
 }  // namespace bindings

@@ -150,7 +150,7 @@ torch::Tensor map_ssim(const torch::Tensor& a, const torch::Tensor& b) {
     auto lo = std::get<0>(f.min(1, true)), hi = std::get<0>(f.max(1, true));
     return ((f - lo) / (hi - lo).clamp_min(1e-30)).view(m.sizes()).unsqueeze(1);
   };
-  return ssim(scale(a), scale(b), SsimOptions().data_range(1.0).reduction("none"));
+  return ssim(scale(a), scale(b), SsimOptions().data_range(1.0).reduction(Reduction::none));
 }
 
 /// Pixels in [0, 1] of a normalized batch.
@@ -368,7 +368,7 @@ LayerInformation layer_information(const AnyModel& model, const torch::Tensor& x
   r.width = r.width.slice(0, 0, L);
   auto px = detail::to_pixels(x, inv.mean(), inv.std(), fn).to(torch::kDouble);
   auto ssim_options = options.ssim();
-  ssim_options.data_range(1.0).reduction("none");
+  ssim_options.data_range(1.0).reduction(Reduction::none);
   TORCH_CHECK_VALUE(x.size(2) >= ssim_options.window_size() && x.size(3) >= ssim_options.window_size(), "cnnviz: ",
                     fn, ": the image (", x.size(2), "x", x.size(3), ") is smaller than SSIM's window (",
                     ssim_options.window_size(), ")");

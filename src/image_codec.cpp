@@ -21,6 +21,8 @@
 #include <stb_image.h>
 #include <stb_image_write.h>
 
+#include "cnnviz/detail/finite.hpp"
+#include "cnnviz/detail/image.hpp"
 #include "cnnviz/detail/paths.hpp"
 #include "cnnviz/errors.hpp"
 #include "cnnviz/image.hpp"

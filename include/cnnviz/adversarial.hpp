@@ -1,7 +1,8 @@
 #pragma once
 // Adversarial examples: FGSM (Goodfellow et al. 2015) and PGD (Madry et al. 2018) under an
 // L-infinity budget in pixel units, respecting the input normalization and the [0, 1]
-// pixel range; and how much each layer's activations move under an attack.
+// pixel range; and how much each layer's activations move under an attack. Bodies in
+// src/adversarial.cpp.
 
 #include <torch/torch.h>
 
@@ -10,33 +11,37 @@
 #include <vector>
 
 #include "cnnviz/attribution_common.hpp"
+#include "cnnviz/layers.hpp"
+#include "cnnviz/normalization.hpp"
+#include "cnnviz/options.hpp"
+#include "cnnviz/progress.hpp"
 
 namespace cnnviz {
 
+#define CNNVIZ_FGSM_OPTIONS(X)                                                       \
+  X(double, eps, 2.0 / 255, "L-infinity budget in pixel units (pixels in [0, 1]).")  \
+  X(bool, targeted, false, "True: move toward the target class; false: away from it.") \
+  X(Normalization, normalization, {}, "How inputs were normalized from pixels in [0, 1].")
+
 struct FgsmOptions {
-  /// L-infinity budget in pixel units (pixels in [0, 1]).
-  TORCH_ARG(double, eps) = 2.0 / 255;
-  /// True: move toward the target class; false: away from it.
-  TORCH_ARG(bool, targeted) = false;
-  /// How inputs were normalized from pixels.
-  TORCH_ARG(Normalization, normalization) = Normalization();
+  CNNVIZ_OPTIONS(FgsmOptions, CNNVIZ_FGSM_OPTIONS)
 };
+
+#define CNNVIZ_PGD_OPTIONS(X)                                                                  \
+  X(double, eps, 2.0 / 255, "L-infinity budget in pixel units (pixels in [0, 1]).")            \
+  X(double, step, 0.5 / 255, "Step in pixel units.")                                           \
+  X(int64_t, steps, 10, "Number of projected steps.")                                          \
+  X(bool, random_start, true, "Start from a uniform random point of the eps-ball.")            \
+  X(bool, targeted, false, "True: move toward the target class; false: away from it.")         \
+  X(Normalization, normalization, {}, "How inputs were normalized from pixels in [0, 1].")     \
+  X(ProgressCallback, progress, nullptr,                                                       \
+    "Called after each step with the mean loss; returning false stops (the result is the current iterate).")
 
 struct PgdOptions {
-  /// L-infinity budget in pixel units (pixels in [0, 1]).
-  TORCH_ARG(double, eps) = 2.0 / 255;
-  /// Step in pixel units.
-  TORCH_ARG(double, step) = 0.5 / 255;
-  TORCH_ARG(int64_t, steps) = 10;
-  /// Start from a uniform random point of the eps-ball.
-  TORCH_ARG(bool, random_start) = true;
-  TORCH_ARG(bool, targeted) = false;
-  TORCH_ARG(Normalization, normalization) = Normalization();
-  /// Called after each step with the loss; returning false stops (the result is the
-  /// current iterate).
-  TORCH_ARG(ProgressCallback, progress) = nullptr;
+  CNNVIZ_OPTIONS(PgdOptions, CNNVIZ_PGD_OPTIONS)
 };
 
+/// The result of fgsm() and pgd().
 struct AdversarialResult {
   torch::Tensor adversarial;        ///< (N, C, H, W), normalized like x
   torch::Tensor perturbation;       ///< (N, C, H, W) in pixel units, within [-eps, eps]
@@ -46,144 +51,29 @@ struct AdversarialResult {
   torch::Tensor prediction_before;  ///< (N,) int64
   torch::Tensor prediction_after;   ///< (N,) int64
   torch::Tensor success;            ///< (N,) bool: prediction changed away from / to the target
-  bool stopped_early = false;
-  bool interrupted = false;    ///< Ctrl-C stopped the loop (set by the Python bindings)
+  int64_t steps = 0;                ///< gradient steps taken (fgsm: 1; pgd: fewer than asked when stopped)
+  bool stopped_early = false;       ///< pgd's progress callback stopped the loop before `steps`
+  bool interrupted = false;         ///< Ctrl-C stopped the loop (set by the Python bindings)
 };
-
-namespace detail {
-
-inline void check_attack(const torch::Tensor& x, double eps, bool targeted, const Target& target) {
-  check_image_batch(x);
-  TORCH_CHECK_VALUE(eps >= 0, "cnnviz: eps must be non-negative, got ", eps);
-  TORCH_CHECK_VALUE(!targeted || !target.is_predicted(),
-                    "cnnviz: a targeted attack needs a target class (the predicted class is already reached)");
-}
-
-/// Refuses inputs whose pixels (x * std + mean) leave [0, 1]: the attack clamps to that
-/// range, so such an input would be changed even by eps = 0. Usually x was normalized with
-/// other statistics than `mean`/`std`, or not normalized at all.
-inline void check_pixel_range(const torch::Tensor& pixels, const char* fn) {
-  constexpr double tol = 1e-3;  // rounding of preprocess and of image formats
-  torch::NoGradGuard no_grad;
-  const double lo = pixels.min().item<double>(), hi = pixels.max().item<double>();
-  TORCH_CHECK_VALUE(lo >= -tol && hi <= 1 + tol, "cnnviz: ", fn, ": x is outside the pixel range its normalization "
-                    "implies: x * std + mean spans [", lo, ", ", hi, "], not [0, 1]; pass the mean and std x was "
-                    "normalized with (cnnviz.preprocess uses ImageNet's unless told otherwise)");
-}
-
-/// One forward and backward at x: the logits, the resolved target, the mean cross-entropy
-/// and the sign of its gradient with respect to x. The gradient in pixels is this one
-/// divided by the (positive) std, so the signs agree.
-struct LossGradient {
-  torch::Tensor sign, logits, target;
-  double loss = 0;
-};
-
-inline LossGradient loss_gradient(const AnyModel& model, const torch::Tensor& x, const Target& target) {
-  auto xi = x.detach().requires_grad_(true);
-  auto out = checked_logits(model.capture(xi, CaptureRequest()).output, x.size(0));
-  LossGradient r;
-  r.target = target.resolve(out);
-  auto loss = torch::nn::functional::cross_entropy(
-      out, r.target, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum));
-  r.sign = torch::autograd::grad({loss}, {xi})[0].sign();
-  r.logits = out.detach().to(x.scalar_type());
-  r.loss = loss.item<double>() / x.size(0);
-  return r;
-}
-
-inline AdversarialResult finish_attack(const AnyModel& model, const torch::Tensor& x, const torch::Tensor& pixels,
-                                       const torch::Tensor& adv_pixels, const torch::Tensor& mean,
-                                       const torch::Tensor& std, bool targeted, AdversarialResult r) {
-  r.adversarial = (adv_pixels - mean) / std;
-  r.perturbation = adv_pixels - pixels;
-  r.logits_after = logits_of(model, r.adversarial);
-  r.prediction_before = r.logits_before.argmax(1);
-  r.prediction_after = r.logits_after.argmax(1);
-  r.success = targeted ? r.prediction_after.eq(r.target) : r.prediction_after.ne(r.target);
-  return r;
-}
-
-}  // namespace detail
 
 /// Fast gradient sign method: one step of eps * sign(gradient of the cross-entropy) in
 /// pixel space, away from the target (untargeted; default: the predicted class) or toward
 /// it (targeted), clamped to [0, 1]. x (N, C, H, W) normalized as `normalization` says.
-inline AdversarialResult fgsm(const AnyModel& model, const torch::Tensor& x, const Target& target = {},
-                              const FgsmOptions& options = {}) {
-  detail::check_attack(x, options.eps(), options.targeted(), target);
-  FreezeParameters frozen(model);
-  auto [mean, std] = detail::normalization_stats(options.normalization(), x, "fgsm");
-  auto pixels = x.detach() * std + mean;
-  detail::check_pixel_range(pixels, "fgsm");
-  auto g = detail::loss_gradient(model, x, target);
-  AdversarialResult r;
-  r.logits_before = g.logits;
-  r.target = g.target;
-  auto sign = g.sign;
-  // [0, 1], widened to the pixel itself where rounding put it just outside: eps = 0 changes nothing.
-  auto adv = torch::max(torch::min(pixels + (options.targeted() ? -options.eps() : options.eps()) * sign,
-                                   pixels.clamp_min(1)),
-                        pixels.clamp_max(0));
-  return detail::finish_attack(model, x, pixels, adv, mean, std, options.targeted(), std::move(r));
-}
+AdversarialResult fgsm(const AnyModel& model, const torch::Tensor& x, const Target& target = {},
+                       const FgsmOptions& options = {});
 
 /// Projected gradient descent: `steps` signed steps of size `step` in pixel space, each
 /// projected back onto the eps-ball around x and onto [0, 1]; optionally from a random
-/// start. x (N, C, H, W) normalized as `normalization` says.
-inline AdversarialResult pgd(const AnyModel& model, const torch::Tensor& x, const Target& target = {},
-                             const PgdOptions& options = {}) {
-  detail::check_attack(x, options.eps(), options.targeted(), target);
-  TORCH_CHECK_VALUE(options.step() >= 0, "cnnviz: step must be non-negative, got ", options.step());
-  TORCH_CHECK_VALUE(options.steps() >= 1, "cnnviz: steps must be positive, got ", options.steps());
-  FreezeParameters frozen(model);
-  auto [mean, std] = detail::normalization_stats(options.normalization(), x, "pgd");
-  auto pixels = x.detach() * std + mean;
-  detail::check_pixel_range(pixels, "pgd");
-  AdversarialResult r;
-  r.logits_before = detail::logits_of(model, x);
-  r.target = target.resolve(r.logits_before);
-  auto lo = torch::max(pixels - options.eps(), pixels.clamp_max(0));
-  auto hi = torch::min(pixels + options.eps(), pixels.clamp_min(1));
-  auto adv = pixels.clone();
-  if (options.random_start())
-    adv = torch::max(torch::min(pixels + torch::empty_like(pixels).uniform_(-options.eps(), options.eps()), hi), lo);
-  const double step = options.targeted() ? -options.step() : options.step();
-  for (int64_t i = 0; i < options.steps(); ++i) {
-    auto g = detail::loss_gradient(model, (adv - mean) / std, Target(r.target));
-    adv = torch::max(torch::min(adv + step * g.sign, hi), lo);
-    if (!detail::report(options.progress(), i + 1, options.steps(), g.loss)) {
-      r.stopped_early = i + 1 < options.steps();
-      break;
-    }
-  }
-  return detail::finish_attack(model, x, pixels, adv, mean, std, options.targeted(), std::move(r));
-}
+/// start. x (N, C, H, W) normalized as `normalization` says. A progress callback that
+/// returns false stops after that step (stopped_early; the result is the current iterate).
+AdversarialResult pgd(const AnyModel& model, const torch::Tensor& x, const Target& target = {},
+                      const PgdOptions& options = {});
 
 /// How far an attack moves each layer: ||A(adversarial) - A(clean)|| / ||A(clean)|| per
-/// sample, for each layer (in request order) -> (N,). clean and adversarial (N, C, H, W).
-inline std::vector<std::pair<std::string, torch::Tensor>> layer_divergence(const AnyModel& model,
-                                                                           const torch::Tensor& clean,
-                                                                           const torch::Tensor& adversarial,
-                                                                           const std::vector<std::string>& layers) {
-  check_image_batch(clean, "clean");
-  check_image_batch(adversarial, "adversarial");
-  TORCH_CHECK_VALUE(clean.sizes() == adversarial.sizes(), "cnnviz: clean ", clean.sizes(),
-                    " and adversarial ", adversarial.sizes(), " batches differ in shape");
-  TORCH_CHECK_VALUE(!layers.empty(), "cnnviz: layer_divergence needs at least one layer");
-  torch::NoGradGuard no_grad;
-  const int64_t n = clean.size(0);
-  CaptureRequest request;
-  request.layers = layers;
-  request.need_output = false;
-  auto cap = model.capture(torch::cat({clean, adversarial}), request);
-  std::vector<std::pair<std::string, torch::Tensor>> out;
-  for (auto& kv : cap.activations) {
-    auto a = kv.second.to(torch::kDouble).reshape({2 * n, -1});
-    auto c = a.slice(0, 0, n), d = a.slice(0, n);
-    out.emplace_back(kv.first, ((d - c).norm(2, 1) / c.norm(2, 1).clamp_min(1e-30)).to(clean.scalar_type()));
-  }
-  return out;
-}
+/// sample, for each layer (in request order) -> (N,). clean and adversarial (N, C, H, W);
+/// `layers` one name, a vector or a brace list.
+std::vector<std::pair<std::string, torch::Tensor>> layer_divergence(const AnyModel& model, const torch::Tensor& clean,
+                                                                    const torch::Tensor& adversarial,
+                                                                    const Layers& layers);
 
 }  // namespace cnnviz

@@ -70,6 +70,7 @@ RESULTS: Dict[str, Tuple[str, Dict[str, str]]] = {
         "success": "(N,) bool",
         "logits_before": "(N, K)",
         "logits_after": "(N, K)",
+        "steps": "gradient steps taken (fgsm: 1; pgd: fewer than asked when stopped)",
     }),
     "InversionResult": ("What invert returns (one per layer from invert_layers).", {
         "layer": "the inverted layer",

@@ -14,7 +14,8 @@ import torch
 
 from . import _C
 from ._progress import ProgressArg, run_native
-from .attribution import TargetLike, _options
+from ._options import fill_options
+from .attribution import TargetLike
 
 __all__ = ["AdversarialResult", "fgsm", "pgd", "layer_divergence"]
 
@@ -32,9 +33,9 @@ def fgsm(model, x: torch.Tensor, target: TargetLike = None, *, eps: float = _FGS
 
     Returns an ``AdversarialResult``: ``adversarial`` (N, C, H, W, normalized like x),
     ``perturbation`` (pixels, within [-eps, eps]), ``target``, ``logits_before``/``after``,
-    ``prediction_before``/``after`` (N,), ``success`` (N,) bool.
+    ``prediction_before``/``after`` (N,), ``success`` (N,) bool, ``steps`` (1).
     """
-    o = _options(_C.FgsmOptions, eps=eps, targeted=targeted, mean=list(mean), std=list(std))
+    o = fill_options(_C.FgsmOptions, locals())
     return _C.fgsm(model, x, target, o)
 
 
@@ -44,9 +45,11 @@ def pgd(model, x: torch.Tensor, target: TargetLike = None, *, eps: float = _PGD.
         progress: ProgressArg = False) -> AdversarialResult:
     """Projected gradient descent (Madry et al. 2018): ``steps`` signed steps of ``step``
     pixels, each projected onto the ``eps``-ball around x and onto [0, 1], from a random
-    point of the ball when ``random_start``. Returns an ``AdversarialResult`` like ``fgsm``."""
-    o = _options(_C.PgdOptions, eps=eps, step=step, steps=steps, random_start=random_start, targeted=targeted,
-                 mean=list(mean), std=list(std))
+    point of the ball when ``random_start``. Returns an ``AdversarialResult`` like ``fgsm``;
+    ``steps`` counts the steps taken. A ``progress`` callable that returns False stops after
+    that step (``stopped_early``); Ctrl-C does the same (``interrupted``): the result is the
+    current iterate either way."""
+    o = fill_options(_C.PgdOptions, locals())
     return run_native(_C.pgd, progress, steps, "pgd", model, x, target, o)
 
 

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from . import _C
+from ._options import fill_options
 
 if TYPE_CHECKING:  # pragma: no cover
     import PIL.Image
@@ -45,7 +46,12 @@ IMAGENET_STD: Tuple[float, float, float] = tuple(_C.IMAGENET_STD)
 CIFAR10_MEAN: Tuple[float, float, float] = tuple(_C.CIFAR10_MEAN)
 CIFAR10_STD: Tuple[float, float, float] = tuple(_C.CIFAR10_STD)
 
-_D = _C._image_defaults
+# The defaults of the wrappers below: default-constructed C++ Options, the one place they are written.
+_DECODE = _C.DecodeOptions()
+_PRE = _C.PreprocessOptions()
+_CMAP = _C.ColormapOptions()
+_OVERLAY = _C.OverlayOptions()
+_GRID = _C.GridOptions()
 
 ImageLike = Union[torch.Tensor, np.ndarray, "PIL.Image.Image"]
 PathLike = Union[str, "os.PathLike[str]"]
@@ -121,7 +127,7 @@ def as_image_tensor(image: ImageLike) -> torch.Tensor:
 
 
 def load_image(
-    path: PathLike, max_side: int = _D["max_side"], max_pixels: int = _D["max_pixels"]
+    path: PathLike, max_side: int = _DECODE.max_side, max_pixels: int = _DECODE.max_pixels
 ) -> torch.Tensor:
     """Reads a JPEG, PNG, BMP or GIF (first frame) file as an ``(H, W, 3)`` uint8 tensor.
 
@@ -130,13 +136,13 @@ def load_image(
     pixel memory is allocated. Raises OSError (FileNotFoundError, ...) when the file cannot be
     read and ValueError when it is not a supported image, truncated or corrupt.
     """
-    return _C.load_image(os.fspath(path), max_side, max_pixels)
+    return _C.load_image(os.fspath(path), fill_options(_C.DecodeOptions, locals()))
 
 
 def decode_image(
     data: Union[bytes, bytearray, memoryview, np.ndarray, torch.Tensor],
-    max_side: int = _D["max_side"],
-    max_pixels: int = _D["max_pixels"],
+    max_side: int = _DECODE.max_side,
+    max_pixels: int = _DECODE.max_pixels,
 ) -> torch.Tensor:
     """Decodes an encoded JPEG, PNG, BMP or GIF held in memory (``bytes``, ``bytearray``, a
     1-D uint8 numpy array or tensor) into an ``(H, W, 3)`` uint8 tensor. Raises ValueError for
@@ -149,17 +155,17 @@ def decode_image(
         data = data.tobytes() if not data.contiguous or data.ndim != 1 or data.itemsize != 1 else data
     elif not isinstance(data, (bytes, bytearray, torch.Tensor)):
         raise TypeError(f"cnnviz: decode_image takes bytes, got {type(data).__name__}")
-    return _C.decode_image(data, max_side, max_pixels)
+    return _C.decode_image(data, fill_options(_C.DecodeOptions, locals()))
 
 
-def encode_image(image: ImageLike, format: str = "png", quality: int = _D["quality"]) -> bytes:
+def encode_image(image: ImageLike, format: str = "png", quality: int = _C.JPEG_QUALITY) -> bytes:
     """Encodes an image as ``"png"``, ``"jpeg"`` (``"jpg"``) or ``"bmp"`` bytes. ``(H, W)``
     images are written as gray, ``(H, W, 4)`` as RGBA (PNG, BMP); ``quality`` (1-100) is the
     JPEG quality."""
     return _C.encode_image(_float_pixels(_to_tensor(image), "encode_image"), format, quality)
 
 
-def save_image(image: ImageLike, path: PathLike, quality: int = _D["quality"]) -> None:
+def save_image(image: ImageLike, path: PathLike, quality: int = _C.JPEG_QUALITY) -> None:
     """Writes an image to ``path``, the format taken from the extension (``.png``, ``.jpg``,
     ``.jpeg``, ``.bmp``; another extension raises ValueError). Accepts ``(H, W)``,
     ``(H, W, 3)`` and ``(H, W, 4)`` images, uint8 or float in ``[0, 1]`` (PIL images and numpy
@@ -204,7 +210,7 @@ def preprocess(
     resize: Optional[int] = None,
     mean: Sequence[float] = _UNSET,
     std: Sequence[float] = _UNSET,
-    antialias: bool = _D["antialias"],
+    antialias: bool = _PRE.antialias,
     *,
     model=None,
 ) -> torch.Tensor:
@@ -232,13 +238,13 @@ def preprocess(
                       stacklevel=2)
     size_given = size is not _UNSET
     if not size_given:
-        size = spec.input_size[1:] if spec is not None and spec.input_size else _D["size"]
+        size = spec.input_size[1:] if spec is not None and spec.input_size else tuple(_PRE.size)
         if resize is None and spec is not None:
             resize = spec.resize
     if mean is _UNSET:
-        mean = spec.mean if spec is not None else IMAGENET_MEAN
+        mean = spec.mean if spec is not None else tuple(_PRE.mean)
     if std is _UNSET:
-        std = spec.std if spec is not None else IMAGENET_STD
+        std = spec.std if spec is not None else tuple(_PRE.std)
     pair = _size_pair(size, "size")
     r = 0 if resize is None else int(resize)
     if resize is not None and r <= 0:
@@ -250,7 +256,9 @@ def preprocess(
             warnings.warn(f"cnnviz: preprocess upscales a {h}x{w} image to {pair[0]}x{pair[1]} (the default "
                           "size); pass model= (or size=) if the network expects another input size",
                           RuntimeWarning, stacklevel=2)
-    return _C.preprocess(t, list(pair) if pair else None, r, list(mean), list(std), antialias)
+    values = {"size": list(pair) if pair else [], "resize": r, "mean": list(mean), "std": list(std),
+              "antialias": antialias}
+    return _C.preprocess(t, fill_options(_C.PreprocessOptions, values))
 
 
 def deprocess(
@@ -284,10 +292,10 @@ def _map_tensor(m) -> torch.Tensor:
 
 def colormap(
     map: Union[torch.Tensor, np.ndarray],
-    name: str = _D["colormap"],
-    vmin: Optional[float] = None,
-    vmax: Optional[float] = None,
-    symmetric: bool = False,
+    name: str = _CMAP.name,
+    vmin: Optional[float] = _CMAP.vmin,
+    vmax: Optional[float] = _CMAP.vmax,
+    symmetric: bool = _CMAP.symmetric,
 ) -> torch.Tensor:
     """Colors a map ``(H, W)`` (or ``(1, 1, H, W)``) into an ``(H, W, 3)`` uint8 image.
 
@@ -296,21 +304,21 @@ def colormap(
     ``"seismic"``). Colors equal matplotlib's ``imshow(map, cmap=name)``; see
     :func:`colormap_names`.
     """
-    return _C.colormap(_map_tensor(map), name, vmin, vmax, symmetric)
+    return _C.colormap(_map_tensor(map), fill_options(_C.ColormapOptions, locals()))
 
 
 def overlay(
     image: ImageLike,
     heatmap: Union[torch.Tensor, np.ndarray],
-    alpha: float = _D["overlay_alpha"],
-    colormap: str = _D["overlay_colormap"],
-    vmin: Optional[float] = None,
-    vmax: Optional[float] = None,
+    alpha: float = _OVERLAY.alpha,
+    colormap: str = _OVERLAY.colormap,
+    vmin: Optional[float] = _OVERLAY.vmin,
+    vmax: Optional[float] = _OVERLAY.vmax,
 ) -> torch.Tensor:
     """Blends a heatmap ``(h, w)`` of any size (resized bilinearly to the image) colored with
     ``colormap`` over an image: ``(1 - alpha) * image + alpha * color``, ``(H, W, 3)`` uint8.
     The heatmap is scaled min-max unless ``vmin``/``vmax`` are given."""
-    return _C.overlay(_image_input(image, "overlay"), _map_tensor(heatmap), alpha, colormap, vmin, vmax)
+    return _C.overlay(_image_input(image, "overlay"), _map_tensor(heatmap), fill_options(_C.OverlayOptions, locals()))
 
 
 def _warn_if_clipped(batch) -> None:
@@ -331,11 +339,11 @@ def _warn_if_clipped(batch) -> None:
 
 def make_grid(
     images,
-    nrow: int = _D["nrow"],
-    padding: int = _D["padding"],
-    pad_value: float = _D["pad_value"],
-    normalize: bool = False,
-    scale_each: bool = False,
+    nrow: int = _GRID.nrow,
+    padding: int = _GRID.padding,
+    pad_value: float = _GRID.pad_value,
+    normalize: bool = _GRID.normalize,
+    scale_each: bool = _GRID.scale_each,
     colormap: Optional[str] = None,
 ) -> torch.Tensor:
     """Tiles images into one ``(H', W', 3)`` uint8 image, ``nrow`` per row, as
@@ -357,4 +365,5 @@ def make_grid(
         ]
     if not normalize and not scale_each:
         _warn_if_clipped(batch)
-    return _C.make_grid(batch, nrow, padding, pad_value, normalize, scale_each, colormap or "")
+    options = fill_options(_C.GridOptions, locals())  # colormap None: gray
+    return _C.make_grid(batch, options)

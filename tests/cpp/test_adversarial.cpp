@@ -37,6 +37,7 @@ TEST_CASE("FGSM takes one signed step in pixel space") {
   auto loss = torch::nn::functional::cross_entropy(logits, pred, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum));
   auto g = torch::autograd::grad({loss}, {p})[0];
   CHECK(torch::allclose(r.perturbation, eps * g.sign(), 1e-9, 1e-12));
+  CHECK(r.steps == 1);
   CHECK(torch::allclose(r.adversarial, pixels_to_input(pixels + eps * g.sign(), norm), 1e-9, 1e-12));
   CHECK(torch::equal(r.prediction_before, pred));
   CHECK(torch::equal(r.target, pred));
@@ -74,6 +75,9 @@ TEST_CASE("PGD stays in the eps-ball and in [0, 1], and reaches a target") {
   auto r = cnnviz::pgd(model, x, {}, cnnviz::PgdOptions().eps(eps).step(1.0 / 255).steps(8).progress(
                                          [&](int64_t, int64_t, double) { return ++steps_seen > 0; }));
   CHECK(steps_seen == 8);
+  CHECK(r.steps == 8);
+  CHECK_FALSE(r.stopped_early);
+  CHECK_FALSE(r.interrupted);
   CHECK(r.perturbation.abs().max().item<double>() <= eps + 1e-9);
   auto adv_pixels = r.adversarial * std + mean;
   CHECK(adv_pixels.min().item<double>() >= -1e-9);
@@ -87,8 +91,18 @@ TEST_CASE("PGD stays in the eps-ball and in [0, 1], and reaches a target") {
   // Stopping early returns the current iterate.
   auto stopped = cnnviz::pgd(model, x, {}, cnnviz::PgdOptions().steps(5).progress([](int64_t i, int64_t, double) { return i < 2; }));
   CHECK(stopped.stopped_early);
+  CHECK(stopped.steps == 2);
+  // The iterate after two steps: the same run stopped by its step count agrees.
+  torch::manual_seed(5);
+  auto two = cnnviz::pgd(model, x, {}, cnnviz::PgdOptions().steps(2).random_start(false));
+  torch::manual_seed(5);
+  auto stopped2 = cnnviz::pgd(model, x, {}, cnnviz::PgdOptions().steps(5).random_start(false).progress(
+                                                [](int64_t i, int64_t, double) { return i < 2; }));
+  CHECK(torch::allclose(two.adversarial, stopped2.adversarial));
+  CHECK_FALSE(two.stopped_early);
   CHECK_THROWS_AS(cnnviz::pgd(model, x, {}, cnnviz::PgdOptions().steps(0)), c10::ValueError);
   CHECK_THROWS_AS(cnnviz::pgd(model, x, {}, cnnviz::PgdOptions().step(-1)), c10::ValueError);
+  CHECK_THROWS_AS(cnnviz::pgd(model, x, {}, cnnviz::PgdOptions().eps(NAN)), c10::ValueError);
 }
 
 TEST_CASE("layer_divergence is the relative L2 change per layer") {
@@ -103,6 +117,14 @@ TEST_CASE("layer_divergence is the relative L2 change per layer") {
   auto conv = seq[0]->as<torch::nn::Conv2d>();
   auto a = conv->forward(clean).flatten(1), b = conv->forward(adv).flatten(1);
   CHECK(torch::allclose(d[0].second, (b - a).norm(2, 1) / a.norm(2, 1)));
+  // One name, a vector and a brace list name the same layers.
+  auto one = cnnviz::layer_divergence(model, clean, adv, "0");
+  REQUIRE(one.size() == 1);
+  CHECK(torch::equal(one[0].second, d[0].second));
+  auto vec = cnnviz::layer_divergence(model, clean, adv, std::vector<std::string>{"0", "3"});
+  REQUIRE(vec.size() == 2);
+  CHECK(vec[1].first == "3");
+  CHECK(torch::equal(vec[1].second, d[1].second));
   CHECK(cnnviz::layer_divergence(model, clean, clean, {"1"})[0].second.abs().max().item<double>() == 0);
   CHECK_THROWS_AS(cnnviz::layer_divergence(model, clean, adv.slice(0, 0, 1), {"0"}), c10::ValueError);
   CHECK_THROWS_AS(cnnviz::layer_divergence(model, clean, adv, {}), c10::ValueError);

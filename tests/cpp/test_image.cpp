@@ -8,6 +8,7 @@
 #include <system_error>
 
 #include "cnnviz/image.hpp"
+#include "cnnviz/xtensor.hpp"
 #include "paths.hpp"
 
 namespace fs = std::filesystem;
@@ -254,23 +255,46 @@ TEST_CASE("image: preprocess and deprocess") {
   CHECK(z.sizes() == torch::IntArrayRef({1, 3, 60, 120}));
   // Same size and mean 0, std 1 is a plain scaling; deprocess inverts preprocess exactly.
   auto g = gradient_image(20, 30);
-  auto p = cnnviz::preprocess(g, cnnviz::PreprocessOptions(20, 30).mean({0.0}).std({1.0}));
+  auto p = cnnviz::preprocess(g, cnnviz::PreprocessOptions(20, 30).normalization(cnnviz::Normalization::identity()));
   CHECK(p.allclose(g.permute({2, 0, 1}).unsqueeze(0).to(torch::kFloat) / 255.0));
   CHECK(torch::equal(cnnviz::deprocess(cnnviz::preprocess(g, {20, 30})), g));
   CHECK(torch::equal(cnnviz::deprocess(cnnviz::preprocess(g, {20, 30})[0]), g));
-  auto c10m = cnnviz::preprocess(g, cnnviz::PreprocessOptions(20, 30).mean(cnnviz::kCifar10Mean).std(cnnviz::kCifar10Std));
-  CHECK(torch::equal(cnnviz::deprocess(c10m, cnnviz::kCifar10Mean, cnnviz::kCifar10Std), g));
+  auto c10m = cnnviz::preprocess(g, cnnviz::PreprocessOptions(20, 30).normalization(cnnviz::Normalization::cifar10()));
+  CHECK(torch::equal(cnnviz::deprocess(c10m, cnnviz::Normalization::cifar10()), g));
+  // Another normalization: deprocess with the same one inverts it, the default (ImageNet) does not.
+  const cnnviz::Normalization half({0.5, 0.25, 0.75}, {0.5, 0.5, 0.25});
+  auto xh = cnnviz::preprocess(g, cnnviz::PreprocessOptions(20, 30).normalization(half));
+  auto pixels = g.permute({2, 0, 1}).to(torch::kFloat) / 255.0;
+  auto expected = (pixels - torch::tensor({0.5, 0.25, 0.75}).view({3, 1, 1})) / torch::tensor({0.5, 0.5, 0.25}).view({3, 1, 1});
+  CHECK(xh[0].allclose(expected.to(torch::kFloat), 1e-5, 1e-5));
+  CHECK(torch::equal(cnnviz::deprocess(xh, half), g));
+  CHECK_FALSE(torch::equal(cnnviz::deprocess(xh), g));
+  // One value applies to every channel.
+  auto one = cnnviz::preprocess(g, cnnviz::PreprocessOptions(20, 30).normalization({{0.5}, {0.25}}));
+  CHECK(one[0].allclose(((pixels - 0.5) / 0.25).to(torch::kFloat), 1e-5, 1e-5));
   // Gray input gives three equal channels.
-  auto gray = cnnviz::preprocess(g.select(2, 0).contiguous(), cnnviz::PreprocessOptions(20, 30).mean({0.5}).std({0.5}));
+  auto gray = cnnviz::preprocess(g.select(2, 0).contiguous(), cnnviz::PreprocessOptions(20, 30).normalization({{0.5}, {0.5}}));
   CHECK(torch::equal(gray[0][0], gray[0][2]));
 
   CHECK_THROWS_AS(cnnviz::preprocess(g, cnnviz::PreprocessOptions(0)), c10::ValueError);
   CHECK_THROWS_AS(cnnviz::preprocess(g, cnnviz::PreprocessOptions().size({1, 2, 3})), c10::ValueError);
-  CHECK_THROWS_AS(cnnviz::preprocess(g, cnnviz::PreprocessOptions().std({0.0})), c10::ValueError);
-  CHECK_THROWS_AS(cnnviz::preprocess(g, cnnviz::PreprocessOptions().mean({0.1, 0.2})), c10::ValueError);
+  CHECK_THROWS_WITH_AS(cnnviz::preprocess(g, cnnviz::PreprocessOptions().normalization(cnnviz::Normalization().std({0.0}))),
+                       doctest::Contains("std must be positive"), c10::ValueError);
+  CHECK_THROWS_WITH_AS(cnnviz::preprocess(g, cnnviz::PreprocessOptions().normalization(cnnviz::Normalization().mean({0.1, 0.2}))),
+                       doctest::Contains("1 or 3 values"), c10::ValueError);
+  CHECK_THROWS_AS(cnnviz::deprocess(xh, cnnviz::Normalization().std({1.0, -1.0, 1.0})), c10::ValueError);
+  CHECK_THROWS_AS(cnnviz::deprocess(xh, cnnviz::Normalization().mean({0.0, 0.0})), c10::ValueError);
   CHECK_THROWS_WITH_AS(cnnviz::preprocess(g, cnnviz::PreprocessOptions(100).resize(50)),
                        doctest::Contains("larger than the resized image"), c10::ValueError);
   CHECK_THROWS_AS(cnnviz::preprocess(torch::rand({1, 3, 8, 8}), 8), c10::ValueError);
+  // A channels-first (3, H, W) tensor: permuting it is the advice for pixels in [0, 1],
+  // deprocess() for a normalized model input.
+  CHECK_THROWS_WITH_AS(cnnviz::preprocess(torch::rand({3, 8, 9}), 8), doctest::Contains("permute({1, 2, 0})"),
+                       c10::ValueError);
+  CHECK_THROWS_WITH_AS(cnnviz::preprocess(torch::randn({3, 8, 9}) * 2, 8), doctest::Contains("use deprocess()"),
+                       c10::ValueError);
+  CHECK_THROWS_WITH_AS(cnnviz::preprocess(torch::zeros({3, 8, 9}, torch::kUInt8), 8),
+                       doctest::Contains("permute({1, 2, 0})"), c10::ValueError);
   CHECK_THROWS_AS(cnnviz::preprocess(torch::zeros({0, 5, 3}, torch::kUInt8), 8), c10::ValueError);
   CHECK_THROWS_AS(cnnviz::preprocess(torch::full({4, 4, 3}, NAN), 8), c10::ValueError);
   CHECK_THROWS_AS(cnnviz::deprocess(torch::rand({2, 3, 8, 8})), c10::ValueError);
@@ -341,7 +365,8 @@ TEST_CASE("image: make_grid lays out images as torchvision does") {
   auto grid = cnnviz::make_grid(batch, cnnviz::GridOptions().nrow(3).padding(1).pad_value(1.0));
   // 3 columns, 2 rows, 1 pixel around every image.
   REQUIRE(grid.sizes() == torch::IntArrayRef({2 * 5 + 1, 3 * 7 + 1, 3}));
-  auto u8 = cnnviz::detail::to_uint8(batch).permute({0, 2, 3, 1});
+  // torchvision's save_image rounding: floor(255 x + 0.5), clamped.
+  auto u8 = (batch * 255 + 0.5).floor().clamp(0, 255).to(torch::kUInt8).permute({0, 2, 3, 1});
   CHECK(torch::equal(grid.slice(0, 1, 5).slice(1, 1, 7), u8[0]));
   CHECK(torch::equal(grid.slice(0, 6, 10).slice(1, 8, 14), u8[4]));   // row 1, column 1
   CHECK(torch::equal(grid.slice(0, 6, 10).slice(1, 15, 21), torch::full({4, 6, 3}, 255, torch::kUInt8)));  // empty cell

@@ -48,7 +48,7 @@ TEST_CASE("metrics: ssim matches a direct implementation of Wang et al.") {
   torch::manual_seed(0);
   auto a = torch::rand({2, 3, 20, 17}, torch::kDouble);
   auto b = (a + 0.2 * torch::randn_like(a)).clamp(0, 1);
-  auto per_image = cnnviz::ssim(a, b, cnnviz::SsimOptions().reduction("none"));
+  auto per_image = cnnviz::ssim(a, b, cnnviz::SsimOptions().reduction(cnnviz::Reduction::none));
   REQUIRE(per_image.sizes() == torch::IntArrayRef({2}));
   for (int n = 0; n < 2; ++n) {
     double ref = 0;
@@ -84,7 +84,7 @@ TEST_CASE("metrics: identities") {
   auto u = torch::zeros({4, 4, 3}, torch::kUInt8);
   CHECK(cnnviz::psnr(u, u + 51).item<double>() == doctest::Approx(-20 * std::log10(0.2)).epsilon(1e-6));
   auto per = cnnviz::psnr(z, torch::cat({z.slice(0, 0, 1) + 0.1, z.slice(0, 1, 2) + 0.01}),
-                          cnnviz::PsnrOptions().reduction("none"));
+                          cnnviz::PsnrOptions().reduction(cnnviz::Reduction::none));
   CHECK(per[0].item<double>() == doctest::Approx(20.0).epsilon(1e-6));
   CHECK(per[1].item<double>() == doctest::Approx(40.0).epsilon(1e-6));
 }
@@ -111,7 +111,14 @@ TEST_CASE("metrics: bad inputs") {
   CHECK_THROWS_AS(cnnviz::ssim(a, a, cnnviz::SsimOptions().window_size(10)), c10::ValueError);
   CHECK_THROWS_AS(cnnviz::ssim(a, a, cnnviz::SsimOptions().sigma(0)), c10::ValueError);
   CHECK_THROWS_AS(cnnviz::ssim(a, a, cnnviz::SsimOptions().data_range(0.0)), c10::ValueError);
-  CHECK_THROWS_AS(cnnviz::ssim(a, a, cnnviz::SsimOptions().reduction("sum")), c10::ValueError);
+  // The metrics reduce over images by mean or not at all; max is refused, naming the way to it.
+  CHECK_THROWS_WITH_AS(cnnviz::ssim(a, a, cnnviz::SsimOptions().reduction(cnnviz::Reduction::max)),
+                       doctest::Contains("reduction must be 'mean' or 'none', got 'max'"), c10::ValueError);
+  CHECK_THROWS_WITH_AS(cnnviz::psnr(a, a, cnnviz::PsnrOptions().reduction(cnnviz::Reduction::max)),
+                       doctest::Contains("psnr: reduction must be 'mean' or 'none'"), c10::ValueError);
+  // ssim_map does not reduce: the option is ignored there.
+  CHECK(cnnviz::ssim_map(a, a, cnnviz::SsimOptions().reduction(cnnviz::Reduction::max)).sizes() ==
+        torch::IntArrayRef({1, 3, 6, 6}));
   CHECK_THROWS_AS(cnnviz::ssim(torch::rand({3, 16, 16}), torch::rand({3, 16, 16})), c10::ValueError);  // (C, H, W)
   CHECK_THROWS_AS(cnnviz::ssim(torch::full({16, 16}, NAN), torch::rand({16, 16})), c10::ValueError);
   CHECK_THROWS_AS(cnnviz::ssim(torch::zeros({16, 16}, torch::kInt64), torch::zeros({16, 16}, torch::kInt64)), c10::ValueError);

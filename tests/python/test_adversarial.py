@@ -118,3 +118,45 @@ def test_bad_input():
         cnnviz.layer_divergence(net, x, x[:1], ["conv1"])
     with pytest.raises(ValueError, match="unknown layer"):
         cnnviz.layer_divergence(net, x, x, ["conv7"])
+
+
+def test_wrappers_take_their_options_and_defaults_from_the_cpp_options():
+    from _options_check import check_wrapper
+
+    from cnnviz import _C
+
+    check_wrapper(cnnviz.fgsm, _C.FgsmOptions)
+    check_wrapper(cnnviz.pgd, _C.PgdOptions)
+    # The progress callback is an argument of pgd, not a property of the options.
+    assert "progress" not in _C.PgdOptions._fields
+    assert _C.PgdOptions._fields == ("eps", "step", "steps", "random_start", "targeted", "mean", "std")
+
+
+def test_pgd_steps_stopped_early_and_repr():
+    torch.manual_seed(0)
+    model = small_net()
+    x = (torch.rand(2, 3, 8, 8, dtype=torch.float64) - MEAN.double()) / STD.double()
+    full = cnnviz.pgd(model, x, steps=6, random_start=False)
+    assert full.steps == 6 and not full.stopped_early and not full.interrupted
+    assert cnnviz.fgsm(model, x).steps == 1
+    # A progress callable that returns False after step 2: the result is the iterate after 2 steps.
+    stopped = cnnviz.pgd(model, x, steps=6, random_start=False, progress=lambda i, total, loss: i < 2)
+    two = cnnviz.pgd(model, x, steps=2, random_start=False)
+    assert stopped.steps == 2 and stopped.stopped_early and not stopped.interrupted
+    torch.testing.assert_close(stopped.adversarial, two.adversarial)
+    text = repr(stopped)
+    assert text.startswith("AdversarialResult(adversarial=(2, 3, 8, 8)") and "steps=2" in text, text
+    assert text.endswith("stopped_early)"), text
+    assert "steps: gradient steps taken" in cnnviz.AdversarialResult.__doc__
+
+
+def test_layer_divergence_takes_one_name_or_several():
+    torch.manual_seed(0)
+    model = small_net()
+    x = torch.randn(2, 3, 8, 8, dtype=torch.float64)
+    adv = x + 0.1 * torch.randn_like(x)
+    names = [n for n, m in model.named_modules() if isinstance(m, torch.nn.Conv2d)][:2]
+    both = cnnviz.layer_divergence(model, x, adv, names)
+    one = cnnviz.layer_divergence(model, x, adv, names[0])
+    assert list(both) == names and list(one) == names[:1]
+    torch.testing.assert_close(one[names[0]], both[names[0]])

@@ -1,5 +1,6 @@
 """cnnviz.image: decoding against PIL, round trips, bad and fuzzed files, preprocessing against
 torchvision, colormaps against matplotlib, grids against torchvision.utils.make_grid."""
+import inspect
 import io
 import os
 import random
@@ -324,8 +325,11 @@ def test_as_image_tensor_forms():
         assert out.shape == (6, 5, 3) and torch.equal(out[..., 2], torch.from_numpy(g))
     assert cnnviz.as_image_tensor(np.ones((2, 2), bool)).max() == 255
     assert cnnviz.as_image_tensor(rgb[:, ::-1]).is_contiguous()
-    with pytest.raises(ValueError, match="deprocess"):
+    # (3, H, W): pixels in [0, 1] are channels first (permute them); a normalized input is not an image.
+    with pytest.raises(ValueError, match="permute"):
         cnnviz.as_image_tensor(torch.rand(3, 8, 8))
+    with pytest.raises(ValueError, match="deprocess"):
+        cnnviz.as_image_tensor(torch.randn(3, 8, 8) * 2)
     with pytest.raises(ValueError):
         cnnviz.as_image_tensor(np.full((2, 2), -1))
     with pytest.raises(ValueError):
@@ -540,3 +544,64 @@ def test_make_grid_matches_torchvision():
         cnnviz.make_grid([])
     with pytest.raises(ValueError):
         cnnviz.make_grid(batch, nrow=0)
+
+
+def test_wrappers_take_their_options_and_defaults_from_the_cpp_options():
+    from _options_check import check_wrapper
+
+    from cnnviz import _C
+    from cnnviz import image as im
+
+    check_wrapper(cnnviz.load_image, _C.DecodeOptions)
+    check_wrapper(cnnviz.decode_image, _C.DecodeOptions)
+    check_wrapper(cnnviz.colormap, _C.ColormapOptions)
+    check_wrapper(cnnviz.overlay, _C.OverlayOptions)
+    # make_grid's colormap None is the C++ empty name (gray).
+    check_wrapper(cnnviz.make_grid, _C.GridOptions, other_defaults={"colormap": None})
+    # preprocess's size, mean and std default to the model's (model=) or else the C++ ones.
+    check_wrapper(cnnviz.preprocess, _C.PreprocessOptions,
+                  other_defaults={"size": im._UNSET, "mean": im._UNSET, "std": im._UNSET, "resize": None})
+    assert tuple(_C.PreprocessOptions().size) == (224, 224)
+    assert tuple(_C.PreprocessOptions().mean) == cnnviz.IMAGENET_MEAN
+    assert tuple(_C.PreprocessOptions().std) == cnnviz.IMAGENET_STD
+    assert _C.JPEG_QUALITY == 95
+    for fn in (cnnviz.encode_image, cnnviz.save_image):
+        assert inspect.signature(fn).parameters["quality"].default == _C.JPEG_QUALITY
+    # An option set on the class reaches C++ (and its checks): the bridge is two-way.
+    o = _C.ColormapOptions()
+    o.name, o.vmin, o.vmax = "gray", 0.0, 2.0
+    assert repr(o) == "ColormapOptions(name='gray', vmin=0.0, vmax=2.0, symmetric=False)"
+    assert cnnviz.colormap(torch.tensor([[1.0]]), "gray", vmin=0.0, vmax=2.0)[0, 0].tolist() == [128] * 3
+    with pytest.raises(TypeError):
+        o.vmin = "low"
+
+
+def test_preprocess_normalization_is_one_pair_and_deprocess_inverts_it():
+    img = torch.randint(0, 256, (20, 30, 3), dtype=torch.uint8)
+    mean, std = (0.5, 0.25, 0.75), (0.5, 0.5, 0.25)
+    x = cnnviz.preprocess(img, size=None, mean=mean, std=std)
+    ref = (img.permute(2, 0, 1).float() / 255 - torch.tensor(mean).view(3, 1, 1)) / torch.tensor(std).view(3, 1, 1)
+    torch.testing.assert_close(x[0], ref, atol=1e-5, rtol=0)
+    assert torch.equal(cnnviz.deprocess(x, mean=mean, std=std), img)
+    assert torch.equal(cnnviz.deprocess(cnnviz.preprocess(img, size=None)), img)  # ImageNet both ways
+    one = cnnviz.preprocess(img, size=None, mean=[0.5], std=[0.25])  # one value for every channel
+    torch.testing.assert_close(one[0], (img.permute(2, 0, 1).float() / 255 - 0.5) / 0.25, atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="1 or 3 values"):
+        cnnviz.preprocess(img, size=None, mean=(0.1, 0.2))
+    with pytest.raises(ValueError, match="std must be positive"):
+        cnnviz.preprocess(img, size=None, std=(0.2, 0.0, 0.2))
+    with pytest.raises(ValueError, match="std must be positive"):
+        cnnviz.deprocess(x, std=(0.2, -1.0, 0.2))
+
+
+def test_channels_first_pixels_are_advised_to_permute_not_deprocess():
+    # A ToTensor()-style (3, H, W) tensor in [0, 1] is an image laid out channels first.
+    with pytest.raises(ValueError, match=r"permute"):
+        cnnviz.preprocess(torch.rand(3, 10, 12))
+    # The native check gives the same advice to C++ callers.
+    from cnnviz import _C
+
+    with pytest.raises(ValueError, match=r"permute\(\{1, 2, 0\}\)"):
+        _C.preprocess(torch.rand(3, 10, 12))
+    with pytest.raises(ValueError, match="deprocess"):
+        _C.preprocess(torch.randn(3, 10, 12) * 2)

@@ -146,8 +146,13 @@ def test_bad_inputs():
         cnnviz.ssim(a, a, sigma=-1)
     with pytest.raises(ValueError):
         cnnviz.ssim(a, a, data_range=0)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="reduction must be one of 'none', 'mean', 'max', got 'sum'"):
         cnnviz.ssim(a, a, reduction="sum")
+    # max is a Reduction, but not one a similarity over images has.
+    with pytest.raises(ValueError, match="reduction must be 'mean' or 'none', got 'max'"):
+        cnnviz.ssim(a, a, reduction="max")
+    with pytest.raises(ValueError, match="psnr: reduction must be 'mean' or 'none'"):
+        cnnviz.psnr(a, a, reduction="max")
     with pytest.raises(ValueError, match="channels-first"):
         cnnviz.ssim(torch.rand(3, 16, 16), torch.rand(3, 16, 16))
     with pytest.raises(ValueError, match="NaN"):
@@ -160,3 +165,20 @@ def test_bad_inputs():
         cnnviz.psnr(torch.rand(5), torch.rand(5))
     with pytest.raises(TypeError):
         cnnviz.psnr([1, 2], [1, 2])
+
+
+def test_wrappers_take_their_options_and_defaults_from_the_cpp_options():
+    from _options_check import check_wrapper
+
+    from cnnviz import _C
+
+    check_wrapper(cnnviz.ssim, _C.SsimOptions)
+    check_wrapper(cnnviz.ssim_map, _C.SsimOptions, not_arguments=("reduction",))  # a map is not reduced
+    check_wrapper(cnnviz.psnr, _C.PsnrOptions)
+    o = _C.SsimOptions()
+    assert (o.window_size, o.sigma, o.k1, o.k2, o.data_range, o.reduction) == (11, 1.5, 0.01, 0.03, None, "mean")
+    # Options set on the class are the ones used: a 7-wide window gives a 10x10 map of 16x16.
+    o.window_size = 7
+    assert _C.ssim_map(torch.rand(1, 1, 16, 16), torch.rand(1, 1, 16, 16), o).shape == (1, 1, 10, 10)
+    with pytest.raises(ValueError, match="reduction must be one of"):
+        o.reduction = "median"
