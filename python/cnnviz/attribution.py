@@ -46,14 +46,6 @@ _LIME = _C.LimeOptions()
 _SLIC = _C.SlicOptions()
 
 
-def _options(cls, **values):
-    # Still imported by adversarial.py; goes once that module fills its options with fill_options.
-    options = cls()
-    for name, value in values.items():
-        setattr(options, name, value)
-    return options
-
-
 def _pair(v: Union[int, Sequence[int]]) -> List[int]:
     return [int(v)] if isinstance(v, int) else [int(i) for i in v]
 
