@@ -234,6 +234,9 @@ torch::Tensor unit_range(const torch::Tensor& m, c10::optional<double> vmin, c10
 /// A Normalization's mean and std as (1, C, 1, 1) float tensors for C channels (one value is
 /// broadcast), checked.
 std::pair<torch::Tensor, torch::Tensor> stats(const Normalization& n, int64_t channels, const char* fn) {
+  TORCH_CHECK_VALUE(channels != 1 || (n.mean().size() == 1 && n.std().size() == 1), "cnnviz: ", fn,
+                    ": a one-channel tensor needs one mean and one std value, got ", n.mean().size(), " and ",
+                    n.std().size(), " (e.g. Normalization({0.5}, {0.5}))");
   return normalization(n.mean(), n.std(), channels, torch::TensorOptions().dtype(torch::kFloat), fn);
 }
 

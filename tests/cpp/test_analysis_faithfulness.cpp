@@ -11,6 +11,7 @@
 #include "cnnviz/analysis/adversarial_report.hpp"
 #include "cnnviz/analysis/faithfulness.hpp"
 #include "cnnviz/analysis/layer_information.hpp"
+#include "cnnviz/detail/gaussian_filter.hpp"
 #include "cnnviz/script_model.hpp"
 #include "optimization_fixtures.hpp"
 #include "paths.hpp"

@@ -299,6 +299,11 @@ TEST_CASE("image: preprocess and deprocess") {
   CHECK_THROWS_AS(cnnviz::preprocess(torch::full({4, 4, 3}, NAN), 8), c10::ValueError);
   CHECK_THROWS_AS(cnnviz::deprocess(torch::rand({2, 3, 8, 8})), c10::ValueError);
   CHECK_THROWS_AS(cnnviz::deprocess(torch::rand({1, 4, 8, 8})), c10::ValueError);
+  // A one-channel tensor: one mean and std value, the image comes back gray.
+  CHECK_THROWS_WITH_AS(cnnviz::deprocess(torch::rand({1, 1, 8, 8})), doctest::Contains("one mean and one std value"),
+                       c10::ValueError);
+  auto gray1 = cnnviz::deprocess(torch::full({1, 1, 2, 2}, 0.5), cnnviz::Normalization({0.25}, {0.5}));
+  CHECK(torch::equal(gray1, torch::full({2, 2, 3}, 128, torch::kUInt8)));  // 0.5 * 0.5 + 0.25 = 0.5
   CHECK_THROWS_AS(cnnviz::deprocess(torch::zeros({1, 3, 8, 8}, torch::kUInt8)), c10::ValueError);
   CHECK_THROWS_AS(cnnviz::deprocess(torch::full({3, 2, 2}, NAN)), c10::ValueError);
 }
