@@ -2,6 +2,7 @@
 // occlusion, LIME. Options classes carry the defaults; the Python wrappers fill them.
 #include "attribution_util.hpp"
 
+#include "cnnviz/detail/attribution.hpp"
 #include "cnnviz/threads.hpp"
 
 namespace cnnviz {
@@ -14,80 +15,17 @@ std::vector<Target> to_targets(const py::sequence& targets) {
   return out;
 }
 
-void bind_options(py::module_& m) {
-  {
-    py::class_<SaliencyOptions> c(m, "SaliencyOptions");
-    c.def(py::init<>());
-    CNNVIZ_OPTION(c, SaliencyOptions, reduction);
-  }
-  {
-    py::class_<SmoothGradOptions> c(m, "SmoothGradOptions");
-    c.def(py::init<>());
-    CNNVIZ_OPTION(c, SmoothGradOptions, samples);
-    CNNVIZ_OPTION(c, SmoothGradOptions, noise_level);
-    CNNVIZ_OPTION(c, SmoothGradOptions, batch_size);
-    CNNVIZ_OPTION(c, SmoothGradOptions, reduction);
-  }
-  {
-    py::class_<GuidedBackpropOptions> c(m, "GuidedBackpropOptions");
-    c.def(py::init<>());
-    CNNVIZ_OPTION(c, GuidedBackpropOptions, reduction);
-  }
-  {
-    py::class_<GuidedGradCamOptions> c(m, "GuidedGradCamOptions");
-    c.def(py::init<>());
-    CNNVIZ_OPTION(c, GuidedGradCamOptions, reduction);
-  }
-  {
-    py::class_<CamOptions> c(m, "CamOptions");
-    c.def(py::init<>());
-    CNNVIZ_OPTION(c, CamOptions, relu);
-    CNNVIZ_OPTION(c, CamOptions, batch_size);
-  }
-  {
-    py::class_<IntegratedGradientsOptions> c(m, "IntegratedGradientsOptions");
-    c.def(py::init<>());
-    CNNVIZ_OPTION(c, IntegratedGradientsOptions, steps);
-    CNNVIZ_OPTION(c, IntegratedGradientsOptions, method);
-    CNNVIZ_OPTION(c, IntegratedGradientsOptions, baseline);
-    CNNVIZ_OPTION(c, IntegratedGradientsOptions, custom_baseline);
-    CNNVIZ_OPTION(c, IntegratedGradientsOptions, blur_sigma);
-    CNNVIZ_OPTION(c, IntegratedGradientsOptions, batch_size);
-    CNNVIZ_OPTION(c, IntegratedGradientsOptions, reduction);
-    CNNVIZ_OPTION(c, IntegratedGradientsOptions, tolerance);
-    CNNVIZ_OPTION(c, IntegratedGradientsOptions, initial_steps);
-    CNNVIZ_OPTION(c, IntegratedGradientsOptions, max_passes);
-    normalization_options(c);
-  }
-  {
-    py::class_<OcclusionOptions> c(m, "OcclusionOptions");
-    c.def(py::init<>());
-    CNNVIZ_OPTION(c, OcclusionOptions, window);
-    CNNVIZ_OPTION(c, OcclusionOptions, stride);
-    CNNVIZ_OPTION(c, OcclusionOptions, baseline);
-    CNNVIZ_OPTION(c, OcclusionOptions, score);
-    CNNVIZ_OPTION(c, OcclusionOptions, batch_size);
-  }
-  {
-    py::class_<LimeOptions> c(m, "LimeOptions");
-    c.def(py::init<>());
-    CNNVIZ_OPTION(c, LimeOptions, segmentation);
-    option(c, "segments", "", [](const LimeOptions& o) { return o.superpixels().segments(); },
-           [](LimeOptions& o, int64_t v) { o.superpixels().segments(v); });
-    option(c, "compactness", "", [](const LimeOptions& o) { return o.superpixels().compactness(); },
-           [](LimeOptions& o, double v) { o.superpixels().compactness(v); });
-    option(c, "slic_iterations", "", [](const LimeOptions& o) { return o.superpixels().iterations(); },
-           [](LimeOptions& o, int64_t v) { o.superpixels().iterations(v); });
-    CNNVIZ_OPTION(c, LimeOptions, custom_segments);
-    CNNVIZ_OPTION(c, LimeOptions, samples);
-    CNNVIZ_OPTION(c, LimeOptions, keep_probability);
-    CNNVIZ_OPTION(c, LimeOptions, kernel_width);
-    CNNVIZ_OPTION(c, LimeOptions, ridge);
-    CNNVIZ_OPTION(c, LimeOptions, baseline);
-    CNNVIZ_OPTION(c, LimeOptions, score);
-    CNNVIZ_OPTION(c, LimeOptions, batch_size);
-    normalization_options(c);
-  }
+void bind_all_options(py::module_& m) {
+  bind_options<SaliencyOptions>(m, "SaliencyOptions", "Options of saliency.");
+  bind_options<SmoothGradOptions>(m, "SmoothGradOptions", "Options of smooth_grad.");
+  bind_options<GuidedBackpropOptions>(m, "GuidedBackpropOptions", "Options of guided_backprop.");
+  bind_options<GuidedGradCamOptions>(m, "GuidedGradCamOptions", "Options of guided_grad_cam.");
+  bind_options<CamOptions>(m, "CamOptions", "Options of the CAM family.");
+  bind_options<IntegratedGradientsOptions>(m, "IntegratedGradientsOptions", "Options of integrated_gradients.");
+  bind_options<OcclusionOptions>(m, "OcclusionOptions", "Options of occlusion.");
+  // Before LimeOptions, whose `superpixels` field holds one.
+  bind_options<SlicOptions>(m, "SlicOptions", "Options of SLIC superpixels (slic, lime).");
+  bind_options<LimeOptions>(m, "LimeOptions", "Options of lime.");
 }
 
 void bind_results(py::module_& m) {
@@ -123,9 +61,9 @@ void bind_results(py::module_& m) {
       .def_readonly("stopped_early", &CamResult::stopped_early)
       .def_readwrite("interrupted", &CamResult::interrupted)
       .def("at", &CamResult::at, py::arg("layer"), py::arg("k") = 0, py::return_value_policy::copy)
-      .def_property_readonly("map", [](const CamResult& r) { return r.front().map; })
-      .def_property_readonly("upsampled", [](const CamResult& r) { return r.front().upsampled; })
-      .def_property_readonly("target", [](const CamResult& r) { return r.front().target; });
+      .def_property_readonly("map", [](const CamResult& r) { return r.map(); })
+      .def_property_readonly("upsampled", [](const CamResult& r) { return r.upsampled(); })
+      .def_property_readonly("target", [](const CamResult& r) { return r.target(); });
   py::class_<OcclusionResult>(m, "OcclusionResult", py::dynamic_attr())
       .def_readonly("map", &OcclusionResult::map)
       .def_readonly("scores", &OcclusionResult::scores)
@@ -148,7 +86,7 @@ void bind_results(py::module_& m) {
 }  // namespace
 
 void init_attribution(py::module_& m) {
-  bind_options(m);
+  bind_all_options(m);
   bind_results(m);
   m.def("saliency", [](py::object model, const torch::Tensor& x, py::object target, const SaliencyOptions& o) {
     auto mdl = to_model(model);
@@ -213,7 +151,7 @@ void init_attribution(py::module_& m) {
     auto t = to_target(target);
     return with_progress(progress, [&](ProgressCallback cb) { return cnnviz::lime(mdl, x, t, o.progress(cb)); });
   });
-  m.def("slic", [](const torch::Tensor& rgb, const LimeOptions& o) { return cnnviz::slic(rgb, o.superpixels()); },
+  m.def("slic", [](const torch::Tensor& rgb, const SlicOptions& o) { return cnnviz::slic(rgb, o); },
         py::call_guard<py::gil_scoped_release>());
   m.def("grid_segments", &cnnviz::grid_segments, py::call_guard<py::gil_scoped_release>());
   m.def("_weighted_ridge", [](const torch::Tensor& z, const torch::Tensor& y, const torch::Tensor& w, double alpha) {

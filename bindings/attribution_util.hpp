@@ -1,7 +1,8 @@
 #pragma once
-// Shared by attribution.cpp and adversarial.cpp: targets from Python objects, Options
-// structs exposed as classes whose properties read and write the C++ fields (enums as
-// strings), so the Python wrappers take their defaults from default-constructed Options.
+// Shared by the binding files of the areas that take targets (attribution, adversarial,
+// analysis): targets from Python objects, this area's enum names, the thread policy's
+// batch sizes and `with_progress`. Options are bound with bind_options (options_bridge.hpp);
+// CNNVIZ_OPTION and normalization_options below remain for binding files not yet converted.
 #include "options_bridge.hpp"
 #include "py_model.hpp"
 
@@ -73,22 +74,40 @@ inline int64_t pass_rows(const torch::Tensor& x, int64_t expansion, int64_t batc
   return static_cast<int64_t>(std::min(std::max(rows, n), 1e12));
 }
 
+/// Whether a result struct has an `interrupted` flag.
+template <class R, class = void>
+struct HasInterrupted : std::false_type {};
+template <class R>
+struct HasInterrupted<R, std::void_t<decltype(std::declval<R&>().interrupted = true)>> : std::true_type {};
+
 /// Runs `fn(callback)` without the GIL, the callback driving Python progress (tqdm, a
-/// user's callable, Ctrl-C); marks the result `interrupted` when Ctrl-C stopped it.
+/// user's callable, Ctrl-C); marks the result `interrupted` when Ctrl-C stopped it. A result
+/// struct with an `interrupted` field comes back as itself (so the stub types it); anything
+/// else as a Python object with an `interrupted` attribute.
 template <class Fn>
-py::object with_progress(py::object progress, Fn fn) {
+auto with_progress(py::object progress, Fn fn) {
+  using R = decltype(fn(ProgressCallback()));
   ProgressBridge bridge(std::move(progress));
   auto cb = bridge.callback();
-  py::object result;
-  {
-    auto r = [&] {
+  if constexpr (HasInterrupted<R>::value) {
+    R r = [&] {
       py::gil_scoped_release release;
       return fn(cb);
     }();
-    result = py::cast(std::move(r));
+    r.interrupted = bridge.interrupted();
+    return r;
+  } else {
+    py::object result;
+    {
+      auto r = [&] {
+        py::gil_scoped_release release;
+        return fn(cb);
+      }();
+      result = py::cast(std::move(r));
+    }
+    result.attr("interrupted") = bridge.interrupted();
+    return result;
   }
-  result.attr("interrupted") = bridge.interrupted();
-  return result;
 }
 
 }  // namespace bindings

@@ -48,21 +48,21 @@ void init_models(py::module_& m) {
   m.def("feature_maps", [](py::object model, const torch::Tensor& x, const std::vector<std::string>& layers) {
     return to_dict(cnnviz::feature_maps(to_model(model), x, layers));
   });
-  m.def("summary", [](py::object model, const std::vector<int64_t>& input_size) {
+  m.def("summary", [](py::object model, const std::vector<int64_t>& input_size, int64_t depth) {
     py::list out;
-    for (auto& r : cnnviz::summary(to_model(model), input_size))
+    for (auto& r : cnnviz::summary(to_model(model), input_size, depth))
       out.append(py::make_tuple(r.name, r.type, r.output_shape, r.num_parameters, r.is_leaf));
     return out;
-  });
-  m.def("format_summary", [](py::list rows) {
+  }, py::arg("model"), py::arg("input_size"), py::arg("depth") = 0);
+  m.def("format_summary", [](py::list rows, int64_t total_parameters) {
     std::vector<LayerSummary> v;
     for (auto row : rows) {
       auto t = row.cast<py::tuple>();
       v.push_back({t[0].cast<std::string>(), t[1].cast<std::string>(),
                    t[2].cast<std::vector<int64_t>>(), t[3].cast<int64_t>(), t[4].cast<bool>()});
     }
-    return format_summary(v);
-  });
+    return format_summary(v, total_parameters);
+  }, py::arg("rows"), py::arg("total_parameters") = -1);
   m.def("filter_weights", [](py::object model, const std::string& layer) {
     auto f = cnnviz::filter_weights(to_model(model), layer);
     return py::make_tuple(f.weight, f.mean, f.rgb.defined() ? py::cast(f.rgb) : py::none());

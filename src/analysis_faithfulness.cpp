@@ -10,6 +10,7 @@
 #include <limits>
 #include <set>
 
+#include "cnnviz/detail/attribution.hpp"
 #include "cnnviz/detail/checked_capture.hpp"
 #include "cnnviz/detail/finite.hpp"
 #include "cnnviz/normalization.hpp"

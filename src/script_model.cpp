@@ -1,6 +1,7 @@
 // ScriptModel: capture by editing a copy of a TorchScript forward graph.
 #include "cnnviz/script_model.hpp"
 
+#include <torch/script.h>
 #include <torch/csrc/jit/api/function_impl.h>
 #include <torch/csrc/jit/ir/ir.h>
 #include <torch/csrc/jit/passes/dead_code_elimination.h>
@@ -110,12 +111,12 @@ torch::Tensor first_tensor(const c10::IValue& v) {
 }  // namespace
 
 ScriptModel::ScriptModel(torch::jit::Module module)
-    : module_(std::move(module)),
+    : module_(std::make_shared<torch::jit::Module>(std::move(module))),
       plans_(std::make_shared<std::map<std::string, std::shared_ptr<Plan>>>()),
       plans_mutex_(std::make_shared<std::mutex>()) {
-  TORCH_CHECK_VALUE(module_.find_method("forward").has_value(),
+  TORCH_CHECK_VALUE(module_->find_method("forward").has_value(),
                     "cnnviz: the TorchScript module has no forward method");
-  for (const auto& item : module_.named_modules()) {
+  for (const auto& item : module_->named_modules()) {
     if (item.name.empty()) continue;
     LayerInfo info;
     info.name = item.name;
@@ -147,7 +148,7 @@ ScriptModel ScriptModel::load(const std::string& path) {
 
 torch::Tensor ScriptModel::forward(const torch::Tensor& x) {
   check_image_batch(x);
-  auto t = first_tensor(module_.forward({x}));
+  auto t = first_tensor(module_->forward({x}));
   TORCH_CHECK_VALUE(t.defined(), "cnnviz: the TorchScript module's output holds no tensor");
   return t;
 }
@@ -166,7 +167,7 @@ std::shared_ptr<ScriptModel::Plan> ScriptModel::plan_for(const CaptureRequest& r
   std::set<std::string> targets;
   for (auto& r : parsed) targets.insert(r.name);
 
-  auto graph = toGraphFunction(module_.get_method("forward").function()).graph()->copy();
+  auto graph = toGraphFunction(module_->get_method("forward").function()).graph()->copy();
   TORCH_CHECK(graph->outputs().size() == 1, "cnnviz: expected a forward with one output");
   Value* self = graph->inputs()[0];
   std::map<std::string, std::vector<size_t>> slots;  // path -> output indices, call order
@@ -244,7 +245,7 @@ std::shared_ptr<ScriptModel::Plan> ScriptModel::plan_for(const CaptureRequest& r
 CaptureResult ScriptModel::capture(const torch::Tensor& x, const CaptureRequest& request) {
   check_image_batch(x);
   auto plan = plan_for(request);
-  std::vector<c10::IValue> stack{module_._ivalue(), x};
+  std::vector<c10::IValue> stack{module_->_ivalue(), x};
   plan->fn->run(stack);
   auto values = stack.back().toTupleRef().elements();
   CaptureResult result;
@@ -269,7 +270,7 @@ std::vector<LayerInfo> ScriptModel::layers() const { return layers_; }
 
 std::vector<torch::Tensor> ScriptModel::parameters() const {
   std::vector<torch::Tensor> out;
-  for (const auto& p : module_.parameters()) out.push_back(p);
+  for (const auto& p : module_->parameters()) out.push_back(p);
   return out;
 }
 
@@ -277,7 +278,7 @@ torch::Tensor ScriptModel::parameter(const std::string& layer, const std::string
   std::vector<std::string> names;
   for (auto& l : layers_) names.push_back(l.name);
   detail::parse_requests({layer}, names);
-  for (const auto& item : module_.named_modules())
+  for (const auto& item : module_->named_modules())
     if (item.name == layer)
       for (const auto& p : item.value.named_parameters(false))
         if (p.name == name) return p.value;

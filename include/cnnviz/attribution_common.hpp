@@ -109,93 +109,42 @@ class Targets {
   std::vector<Target> targets_;
 };
 
-/// How a (N, C, H, W) attribution becomes an (N, H, W) map: the maximum or the mean of
-/// its absolute value over channels (Reduction::max or Reduction::mean).
-using ChannelReduction = Reduction;
-
 /// What a gradient method returns.
 struct Attribution {
   torch::Tensor attribution;  ///< (N, C, H, W), signed, like x
   torch::Tensor map;          ///< (N, H, W): |attribution| reduced over channels
   torch::Tensor target;       ///< (N,) int64: the class explained for each sample
   torch::Tensor logits;       ///< (N, K): the model's output for x
-  bool stopped_early = false;  ///< the progress callback stopped the loop (partial result)
+  bool stopped_early = false;  ///< the progress callback stopped the loop (partial result; single-pass methods never stop)
   bool interrupted = false;    ///< Ctrl-C stopped the loop (set by the Python bindings)
 };
 
 namespace detail {
 
-/// |a| reduced over channels: (N, C, H, W) -> (N, H, W).
-inline torch::Tensor reduce_channels(const torch::Tensor& a, Reduction r) {
-  TORCH_CHECK_VALUE(r == Reduction::max || r == Reduction::mean, "cnnviz: a channel reduction must be max or mean, got ",
-                    reduction_name(r));
-  auto m = a.abs();
-  return r == ChannelReduction::max ? std::get<0>(m.max(1)) : m.mean(1);
-}
+/// |a| reduced over channels (Reduction::max or Reduction::mean; others are refused):
+/// (N, C, H, W) -> (N, H, W).
+torch::Tensor reduce_channels(const torch::Tensor& a, Reduction r);
 
-/// The score of each sample's target class, summed: the samples are independent (models in
-/// eval mode), so its gradient holds every sample's own gradient.
-inline torch::Tensor target_score(const torch::Tensor& logits, const torch::Tensor& target) {
-  return logits.gather(1, target.view({-1, 1})).sum();
-}
+/// The one target-score helper: the score of each row's target class from logits (B, K),
+/// as the logit or the softmax probability. target (B,) gives (B,); target (B, T) (several
+/// targets per row) gives (B, T).
+torch::Tensor class_score(const torch::Tensor& logits, const torch::Tensor& target, Score s = Score::logit);
 
 /// Logits checked against the batch: (N, K) with N = the batch size.
-inline const torch::Tensor& checked_logits(const torch::Tensor& logits, int64_t n) {
-  TORCH_CHECK_VALUE(logits.defined() && logits.dim() == 2 && logits.size(0) == n,
-                    "cnnviz: the model must return logits of shape (N, K) for a batch of ", n,
-                    " samples, got ", logits.defined() ? logits.sizes() : torch::IntArrayRef{});
-  return logits;
-}
+const torch::Tensor& checked_logits(const torch::Tensor& logits, int64_t n);
 
 /// Checks a batch size option.
-inline void check_batch_size(int64_t batch_size) {
-  TORCH_CHECK_VALUE(batch_size >= 1, "cnnviz: batch_size must be at least 1, got ", batch_size);
-}
+void check_batch_size(int64_t batch_size);
 
 /// Runs `fn(begin, end)` over [0, total) in the fewest chunks of at most `batch_size`,
 /// all of nearly equal size (a remainder of one would run down torch's slower batch-of-one
 /// convolution), reporting progress after each chunk with the value `fn` returns. Returns
 /// false when the callback stopped the loop.
-inline bool for_each_batch(int64_t total, int64_t batch_size, const ProgressCallback& progress,
-                           const std::function<double(int64_t, int64_t)>& fn) {
-  check_batch_size(batch_size);
-  TORCH_CHECK_VALUE(total >= 0, "cnnviz: the number of items must be non-negative, got ", total);
-  const int64_t chunks = total / batch_size + (total % batch_size != 0);
-  for (int64_t k = 0; k < chunks; ++k) {
-    const int64_t begin = scaled(total, k, chunks), end = scaled(total, k + 1, chunks);
-    double value = fn(begin, end);
-    if (!report(progress, end, total, value)) return end == total;
-  }
-  return true;
-}
+bool for_each_batch(int64_t total, int64_t batch_size, const ProgressCallback& progress,
+                    const std::function<double(int64_t, int64_t)>& fn);
 
-/// One forward with gradients: the logits of x and the gradient of the target scores with
-/// respect to x. `pick` turns the logits into the (N,) targets.
-struct InputGradient {
-  torch::Tensor logits;
-  torch::Tensor target;
-  torch::Tensor grad;
-};
-
-inline InputGradient input_gradient(const AnyModel& model, const torch::Tensor& x,
-                                    const std::function<torch::Tensor(const torch::Tensor&)>& pick,
-                                    ReluMode relu = ReluMode::normal) {
-  auto xi = x.detach().requires_grad_(true);
-  CaptureRequest request;
-  request.relu = relu;
-  auto logits = checked_logits(model.capture(xi, request).output, x.size(0));
-  InputGradient r;
-  r.target = pick(logits);
-  r.grad = torch::autograd::grad({target_score(logits, r.target)}, {xi})[0].to(x.scalar_type());
-  r.logits = logits.detach().to(x.scalar_type());
-  return r;
-}
-
-/// Logits of x without autograd.
-inline torch::Tensor logits_of(const AnyModel& model, const torch::Tensor& x) {
-  torch::NoGradGuard no_grad;
-  return checked_logits(model.forward(x), x.size(0)).to(x.scalar_type());
-}
+/// Logits of x (N, C, H, W) without autograd, in x's dtype: (N, K).
+torch::Tensor logits_of(const AnyModel& model, const torch::Tensor& x);
 
 }  // namespace detail
 }  // namespace cnnviz

@@ -1,6 +1,11 @@
 #pragma once
-// Umbrella header: all of cnnviz.
+// Umbrella header: all of cnnviz. It pulls neither <torch/script.h> nor xtensor (a ctest,
+// header_weight.cnnviz, checks): code that uses them includes them (cnnviz/xtensor.hpp).
+#include "cnnviz/enums.hpp"
 #include "cnnviz/errors.hpp"
+#include "cnnviz/normalization.hpp"
+#include "cnnviz/options.hpp"
+#include "cnnviz/threads.hpp"
 #include "cnnviz/layers.hpp"
 #include "cnnviz/model.hpp"
 #include "cnnviz/progress.hpp"

@@ -19,9 +19,7 @@
 #include <algorithm>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <string>
-#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -212,19 +210,6 @@ class AnyModel {
   std::shared_ptr<ModelBase> impl_;
 };
 
-namespace detail {
-/// Parameters frozen by running FreezeParameters scopes, with how many hold each: calls
-/// that overlap in several threads share one freeze, and the last to end restores it.
-struct FrozenRegistry {
-  std::mutex mutex;
-  std::unordered_map<const c10::TensorImpl*, std::pair<torch::Tensor, int64_t>> held;
-  static FrozenRegistry& get() {
-    static auto* r = new FrozenRegistry();  // never destroyed: scopes may end at exit
-    return *r;
-  }
-};
-}  // namespace detail
-
 /// Sets requires_grad=false on every parameter for its lifetime and restores the flags
 /// after, so algorithms differentiate with respect to their inputs only. Overlapping
 /// scopes in several threads are counted: the flags come back when the last one ends.
@@ -232,33 +217,8 @@ struct FrozenRegistry {
 /// values are unchanged, but they build no graph through the parameters.)
 class FreezeParameters {
  public:
-  explicit FreezeParameters(const AnyModel& model) {
-    auto params = model.parameters();
-    auto& reg = detail::FrozenRegistry::get();
-    std::lock_guard<std::mutex> lock(reg.mutex);
-    for (auto& p : params) {
-      auto it = reg.held.find(p.unsafeGetTensorImpl());
-      if (it != reg.held.end()) {
-        ++it->second.second;
-      } else if (p.requires_grad()) {
-        reg.held.emplace(p.unsafeGetTensorImpl(), std::make_pair(p, int64_t{1}));
-        p.requires_grad_(false);
-      } else {
-        continue;
-      }
-      frozen_.push_back(p);
-    }
-  }
-  ~FreezeParameters() {
-    auto& reg = detail::FrozenRegistry::get();
-    std::lock_guard<std::mutex> lock(reg.mutex);
-    for (auto& p : frozen_) {
-      auto it = reg.held.find(p.unsafeGetTensorImpl());
-      if (it == reg.held.end() || --it->second.second > 0) continue;
-      reg.held.erase(it);
-      p.requires_grad_(true);
-    }
-  }
+  explicit FreezeParameters(const AnyModel& model);
+  ~FreezeParameters();
   FreezeParameters(const FreezeParameters&) = delete;
   FreezeParameters& operator=(const FreezeParameters&) = delete;
 
@@ -267,20 +227,10 @@ class FreezeParameters {
 };
 
 /// Checks a batch of images: (N, C, H, W), floating point, finite, N >= 1.
-inline void check_image_batch(const torch::Tensor& x, const char* what = "x") {
-  TORCH_CHECK_VALUE(x.defined(), "cnnviz: ", what, " is undefined");
-  TORCH_CHECK_VALUE(x.dim() == 4, "cnnviz: ", what, " must be a batch (N, C, H, W), got shape ",
-                    x.sizes());
-  TORCH_CHECK_VALUE(x.size(0) >= 1 && x.size(1) >= 1 && x.size(2) >= 1 && x.size(3) >= 1,
-                    "cnnviz: ", what, " must not be empty, got shape ", x.sizes());
-  TORCH_CHECK_VALUE(x.is_floating_point(), "cnnviz: ", what,
-                    " must be a floating point tensor, got ", x.scalar_type());
-  TORCH_CHECK_VALUE(torch::isfinite(x).all().item<bool>(), "cnnviz: ", what,
-                    " contains NaN or infinite values");
-}
+void check_image_batch(const torch::Tensor& x, const char* what = "x");
 
 // ---------------------------------------------------------------------------------------
-// Adapters for C++ frontend modules and callables.
+// Adapters for C++ frontend modules and callables (bodies in src/capture.cpp).
 
 /// Any C++ frontend module whose children run in order (torch::nn::Sequential and the
 /// like). Layer names are the children's qualified names ("0", "3", "block.1").
@@ -289,97 +239,23 @@ inline void check_image_batch(const torch::Tensor& x, const char* what = "x") {
 class SequentialModel final : public ModelBase {
  public:
   explicit SequentialModel(torch::nn::Sequential seq) : seq_(std::move(seq)) {}
-
-  torch::Tensor forward(const torch::Tensor& x) override {
-    check_image_batch(x);
-    return seq_->forward(x);
-  }
-
-  CaptureResult capture(const torch::Tensor& x, const CaptureRequest& request) override {
-    check_image_batch(x);
-    TORCH_CHECK_VALUE(request.relu == ReluMode::normal,
-                      "cnnviz: SequentialModel does not support guided ReLU");
-    auto names = layer_names_();
-    auto parsed = detail::parse_requests(request.layers, names);
-    // Children run one after another, so only their outputs are observable here.
-    for (auto& p : parsed)
-      TORCH_CHECK_VALUE(p.name.find('.') == std::string::npos,
-                        "cnnviz: SequentialModel captures top-level children only, got '",
-                        p.name, "'");
-    size_t last_needed = 0;
-    for (auto& p : parsed) last_needed = std::max(last_needed, index_of_(p.name) + 1);
-    TORCH_CHECK_INDEX(std::all_of(parsed.begin(), parsed.end(), [](auto& p) { return p.call <= 0; }),
-                      "cnnviz: each child of a Sequential runs once; only call index 0 exists");
-    CaptureResult result;
-    std::vector<torch::Tensor> outs;
-    torch::Tensor h = x;
-    size_t n = request.need_output ? seq_->size() : last_needed;
-    for (size_t i = 0; i < n; ++i) {
-      h = (seq_->begin() + static_cast<std::ptrdiff_t>(i))->forward(h);
-      outs.push_back(h);
-    }
-    for (auto& p : parsed) result.activations.emplace_back(p.spelled, outs.at(index_of_(p.name)));
-    if (request.need_output) result.output = h;
-    return result;
-  }
-
-  std::vector<LayerInfo> layers() const override {
-    std::vector<LayerInfo> out;
-    for (auto& item : seq_->named_modules("", /*include_self=*/false)) {
-      LayerInfo info;
-      info.name = item.key();
-      info.type = item.value()->name();
-      for (auto& p : item.value()->named_parameters(/*recurse=*/false)) info.num_parameters += p.value().numel();
-      info.is_leaf = item.value()->children().empty();
-      out.push_back(info);
-    }
-    return out;
-  }
-
-  std::vector<torch::Tensor> parameters() const override { return seq_->parameters(); }
-
-  torch::Tensor parameter(const std::string& layer, const std::string& name) const override {
-    for (auto& item : seq_->named_modules("", false))
-      if (item.key() == layer)
-        for (auto& p : item.value()->named_parameters(false))
-          if (p.key() == name) return p.value();
-    return {};
-  }
-
+  torch::Tensor forward(const torch::Tensor& x) override;
+  CaptureResult capture(const torch::Tensor& x, const CaptureRequest& request) override;
+  std::vector<LayerInfo> layers() const override;
+  std::vector<torch::Tensor> parameters() const override;
+  torch::Tensor parameter(const std::string& layer, const std::string& name) const override;
   std::string describe() const override { return "SequentialModel"; }
 
  private:
-  std::vector<std::string> layer_names_() const {
-    std::vector<std::string> names;
-    for (auto& l : layers()) names.push_back(l.name);
-    return names;
-  }
-  size_t index_of_(const std::string& name) const { return static_cast<size_t>(std::stoul(name)); }
-
   torch::nn::Sequential seq_;
 };
 
 /// Any callable Tensor -> Tensor (output only: capture supports no layers).
 class FunctionModel final : public ModelBase {
  public:
-  explicit FunctionModel(std::function<torch::Tensor(const torch::Tensor&)> fn)
-      : fn_(std::move(fn)) {
-    TORCH_CHECK_VALUE(static_cast<bool>(fn_), "cnnviz: FunctionModel needs a callable");
-  }
-  torch::Tensor forward(const torch::Tensor& x) override {
-    check_image_batch(x);
-    return fn_(x);
-  }
-  CaptureResult capture(const torch::Tensor& x, const CaptureRequest& request) override {
-    TORCH_CHECK_VALUE(request.layers.empty(),
-                      "cnnviz: FunctionModel has no layers to capture (asked for '",
-                      request.layers.front(), "'); wrap the network in an adapter with layers");
-    TORCH_CHECK_VALUE(request.relu == ReluMode::normal,
-                      "cnnviz: FunctionModel does not support guided ReLU");
-    CaptureResult r;
-    r.output = forward(x);
-    return r;
-  }
+  explicit FunctionModel(std::function<torch::Tensor(const torch::Tensor&)> fn);
+  torch::Tensor forward(const torch::Tensor& x) override;
+  CaptureResult capture(const torch::Tensor& x, const CaptureRequest& request) override;
   std::vector<LayerInfo> layers() const override { return {}; }
   std::vector<torch::Tensor> parameters() const override { return {}; }
   torch::Tensor parameter(const std::string&, const std::string&) const override { return {}; }

@@ -17,6 +17,7 @@ from typing import List, Optional, Sequence, Union
 import torch
 
 from . import _C, _plan
+from ._options import fill_options
 from ._progress import ProgressArg, _caller_level, run_native
 
 __all__ = [
@@ -42,13 +43,7 @@ _CAM = _C.CamOptions()
 _IG = _C.IntegratedGradientsOptions()
 _OCCLUSION = _C.OcclusionOptions()
 _LIME = _C.LimeOptions()
-
-
-def _options(cls, **values):
-    options = cls()
-    for name, value in values.items():
-        setattr(options, name, value)
-    return options
+_SLIC = _C.SlicOptions()
 
 
 def _pair(v: Union[int, Sequence[int]]) -> List[int]:
@@ -64,7 +59,7 @@ def saliency(model, x: torch.Tensor, target: TargetLike = None, *,
     over channels (``reduction``: "max" or "mean"), ``target`` (N,), ``logits`` (N, K).
     """
     model = _plan.model_for(model, x)
-    return _C.saliency(model, x, target, _options(_C.SaliencyOptions, reduction=reduction))
+    return _C.saliency(model, x, target, fill_options(_C.SaliencyOptions, locals()))
 
 
 def smooth_grad(model, x: torch.Tensor, target: TargetLike = None, *, samples: int = _SMOOTH.samples,
@@ -75,8 +70,7 @@ def smooth_grad(model, x: torch.Tensor, target: TargetLike = None, *, samples: i
     that image. ``attribution`` (N, C, H, W) is the mean gradient, ``map`` (N, H, W) its
     absolute value reduced over channels. Targets are resolved on the clean images, which
     ride in front of the first batch of ``batch_size`` noisy copies when N < batch_size."""
-    o = _options(_C.SmoothGradOptions, samples=samples, noise_level=noise_level, batch_size=batch_size,
-                 reduction=reduction)
+    o = fill_options(_C.SmoothGradOptions, locals())
     total = x.shape[0] * samples if x.dim() == 4 else 0
     return run_native(_C.smooth_grad, progress, total, "smooth_grad", model, x, target, o)
 
@@ -86,16 +80,14 @@ def guided_backprop(model, x: torch.Tensor, target: TargetLike = None, *,
     """Guided backprop (Springenberg et al. 2015): the input gradient with every ReLU
     (``nn.ReLU``, in-place, ``F.relu``, ReLU6) passing back only positive gradients through
     active units. Returns an ``Attribution`` like ``saliency``."""
-    return _C.guided_backprop(model, x, target,
-                              _options(_C.GuidedBackpropOptions, reduction=reduction))
+    return _C.guided_backprop(model, x, target, fill_options(_C.GuidedBackpropOptions, locals()))
 
 
 def guided_grad_cam(model, x: torch.Tensor, layer: str, target: TargetLike = None, *,
                     reduction: str = _GUIDED_CAM.reduction) -> Attribution:
     """Guided Grad-CAM (Selvaraju et al. 2017): guided backprop (N, C, H, W) times the
     Grad-CAM of ``layer`` upsampled to the input. Returns an ``Attribution``."""
-    return _C.guided_grad_cam(model, x, layer, target,
-                              _options(_C.GuidedGradCamOptions, reduction=reduction))
+    return _C.guided_grad_cam(model, x, layer, target, fill_options(_C.GuidedGradCamOptions, locals()))
 
 
 def _cam(method: str, model, x, layer, target, targets, relu, batch_size, progress) -> CamResult:
@@ -103,7 +95,7 @@ def _cam(method: str, model, x, layer, target, targets, relu, batch_size, progre
     if targets is not None and target is not None:
         raise ValueError("cnnviz: pass either target or targets, not both")
     ts = [target] if targets is None else list(targets)
-    o = _options(_C.CamOptions, relu=relu, batch_size=batch_size)
+    o = fill_options(_C.CamOptions, locals())
     if method != "score_cam":  # the plan is measured to help single passes only (RESULTS.md)
         model = _plan.model_for(model, x, layers)
     return run_native(_C.cam, progress if method == "score_cam" else False, None, method,
@@ -188,24 +180,22 @@ def integrated_gradients(model, x: torch.Tensor, target: TargetLike = None, *,
     forward-only pass each for x and the baseline), and, with ``tolerance``, ``converged``
     (N,) bool and ``relative_error`` (N,), the quantity compared with the tolerance.
     """
-    custom = None
+    custom_baseline = None
     if isinstance(baseline, torch.Tensor):
-        custom, baseline = baseline, "custom"
-    values = dict(method=method, baseline=baseline, custom_baseline=custom, blur_sigma=blur_sigma,
-                  batch_size=batch_size, mean=list(mean), std=list(std), reduction=reduction)
+        custom_baseline, baseline = baseline, "custom"
+    mean, std = list(mean), list(std)
     images = x.shape[0] if isinstance(x, torch.Tensor) and x.dim() == 4 else 0
     if tolerance is None:
-        values["steps"] = _IG.steps if steps is None else steps
-        total = images * values["steps"]
+        total = images * (_IG.steps if steps is None else steps)
     else:
         if steps is not None:
             raise ValueError("cnnviz: steps fixes the number of path points and tolerance chooses it: give one of "
                              "them (with tolerance, initial_steps and max_passes bound the points)")
         if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)):
             raise TypeError(f"cnnviz: tolerance must be a number, got {type(tolerance).__name__}")
-        values.update(tolerance=float(tolerance), initial_steps=initial_steps, max_passes=max_passes)
+        tolerance = float(tolerance)
         total = images * max_passes
-    o = _options(_C.IntegratedGradientsOptions, **values)
+    o = fill_options(_C.IntegratedGradientsOptions, locals())
     r = run_native(_C.integrated_gradients, progress, total, "integrated_gradients", model, x, target, o)
     if tolerance is not None and not (r.stopped_early or r.interrupted):
         missed = (~r.converged).nonzero().flatten().tolist()
@@ -243,8 +233,7 @@ def occlusion(model, x: torch.Tensor, target: TargetLike = None, *,
     ``map`` (N, H, W) the mean drop of the windows covering each pixel, ``target``, ``logits``;
     ``incremental`` says which way it ran.
     """
-    o = _options(_C.OcclusionOptions, window=_pair(window), stride=_pair(stride), baseline=baseline,
-                 score=score, batch_size=batch_size)
+    o = fill_options(_C.OcclusionOptions, dict(locals(), window=_pair(window), stride=_pair(stride)))
     if incremental not in (None, True, False):
         raise ValueError(f"cnnviz: incremental must be None, True or False, got {incremental!r}")
     runner = None
@@ -259,8 +248,8 @@ def occlusion(model, x: torch.Tensor, target: TargetLike = None, *,
 
 
 def lime(model, x: torch.Tensor, target: TargetLike = None, *, segmentation: str = _LIME.segmentation,
-         segments: int = _LIME.segments, compactness: float = _LIME.compactness,
-         slic_iterations: int = _LIME.slic_iterations, custom_segments: Optional[torch.Tensor] = None,
+         segments: int = _SLIC.segments, compactness: float = _SLIC.compactness,
+         slic_iterations: int = _SLIC.iterations, custom_segments: Optional[torch.Tensor] = None,
          samples: int = _LIME.samples, keep_probability: float = _LIME.keep_probability,
          kernel_width: float = _LIME.kernel_width, ridge: float = _LIME.ridge, baseline: float = _LIME.baseline,
          score: str = _LIME.score, mean: Sequence[float] = tuple(_LIME.mean), std: Sequence[float] = tuple(_LIME.std),
@@ -276,22 +265,23 @@ def lime(model, x: torch.Tensor, target: TargetLike = None, *, segmentation: str
     Returns a ``LimeResult``: ``segments`` (N, H, W), ``weights`` (a list of (S_n,) tensors),
     ``intercept``, ``r2`` (N,), ``map`` (N, H, W) each pixel's segment weight.
     """
-    o = _options(_C.LimeOptions, segmentation=segmentation, segments=segments, compactness=compactness,
-                 slic_iterations=slic_iterations, custom_segments=custom_segments, samples=samples,
-                 keep_probability=keep_probability, kernel_width=kernel_width, ridge=ridge, baseline=baseline,
-                 score=score, mean=list(mean), std=list(std), batch_size=batch_size)
+    o = fill_options(_C.LimeOptions, dict(locals(), mean=list(mean), std=list(std)))
+    o.superpixels = _slic_options(segments, compactness, slic_iterations)
     total = x.shape[0] * samples if x.dim() == 4 else 0
     return run_native(_C.lime, progress, total, "lime", model, x, target, o)
 
 
-def slic(image: torch.Tensor, segments: int = _LIME.segments, compactness: float = _LIME.compactness,
-         iterations: int = _LIME.slic_iterations) -> torch.Tensor:
+def _slic_options(segments: int, compactness: float, iterations: int):
+    return fill_options(_C.SlicOptions, dict(segments=segments, compactness=compactness, iterations=iterations))
+
+
+def slic(image: torch.Tensor, segments: int = _SLIC.segments, compactness: float = _SLIC.compactness,
+         iterations: int = _SLIC.iterations) -> torch.Tensor:
     """SLIC superpixels (Achanta et al. 2012) of an RGB image (3, H, W) with values in [0, 1]
     -> (H, W) int64 labels 0..S-1, each one connected region."""
-    return _C.slic(image, _options(_C.LimeOptions, segments=segments, compactness=compactness,
-                                   slic_iterations=iterations))
+    return _C.slic(image, _slic_options(segments, compactness, iterations))
 
 
-def grid_segments(height: int, width: int, segments: int = _LIME.segments) -> torch.Tensor:
+def grid_segments(height: int, width: int, segments: int = _SLIC.segments) -> torch.Tensor:
     """A regular grid of about ``segments`` cells -> (height, width) int64 labels."""
     return _C.grid_segments(height, width, segments)

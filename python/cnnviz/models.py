@@ -71,14 +71,10 @@ class Summary(list):
         return Summary((r for r in self if predicate(r)), self.total_parameters)
 
     def _totals_line(self) -> str:
-        shown = sum(r.num_parameters for r in self)
-        if shown == self.total_parameters:
-            return f"total parameters: {self.total_parameters}"
-        return f"parameters in these rows: {shown} (model total: {self.total_parameters})"
+        return str(self).rstrip("\n").rsplit("\n", 1)[1]
 
     def __str__(self) -> str:
-        table = _C.format_summary([tuple(r) for r in self]).rstrip("\n").rsplit("\n", 1)[0]
-        return f"{table}\n{self._totals_line()}\n"
+        return _C.format_summary([tuple(r) for r in self], self.total_parameters)
 
     __repr__ = __str__
 
@@ -104,19 +100,10 @@ def summary(model: Model, input_size: Optional[Sequence[int]] = None, depth: Opt
         input_size = spec.input_size if spec is not None and spec.input_size else (1, 3, 224, 224)
     if depth is not None and (not isinstance(depth, int) or depth < 1):
         raise ValueError(f"cnnviz: depth must be a positive int or None, got {depth!r}")
-    rows = [LayerRow(n, t, tuple(s), p, leaf) for n, t, s, p, leaf in _C.summary(model, [int(s) for s in input_size])]
-    total = sum(r.num_parameters for r in rows)
-    if depth is None:
-        return Summary(rows, total)
-    kept = []
-    for r in rows:
-        level = r.name.count(".") + 1
-        if level < depth:
-            kept.append(r)
-        elif level == depth:
-            below = sum(c.num_parameters for c in rows if c.name.startswith(r.name + "."))
-            kept.append(r._replace(num_parameters=r.num_parameters + below))
-    return Summary(kept, total)
+    rows = [LayerRow(n, t, tuple(s), p, leaf)
+            for n, t, s, p, leaf in _C.summary(model, [int(s) for s in input_size], depth or 0)]
+    # A module at the depth cut counts everything below it: the rows add up to the model's total.
+    return Summary(rows, sum(r.num_parameters for r in rows))
 
 
 def capture(model: Model, x: torch.Tensor, layers: Union[str, Sequence[str]]) -> Dict[str, torch.Tensor]:

@@ -11,6 +11,7 @@
 #include "cnnviz/analysis/adversarial_report.hpp"
 #include "cnnviz/analysis/faithfulness.hpp"
 #include "cnnviz/analysis/layer_information.hpp"
+#include "cnnviz/detail/gaussian_filter.hpp"
 #include "cnnviz/script_model.hpp"
 #include "optimization_fixtures.hpp"
 #include "paths.hpp"
@@ -319,4 +320,43 @@ TEST_CASE("sanity_check copies a TorchScript model itself") {
   auto after = script.parameters();
   REQUIRE(after.size() == before.size());
   for (size_t i = 0; i < after.size(); ++i) CHECK(torch::equal(after[i], before[i]));
+}
+
+TEST_CASE("a progress callback that returns false stops every looping analysis with what it has") {
+  auto seq = fixtures::small_cnn();
+  cnnviz::AnyModel model = cnnviz::SequentialModel(seq);
+  torch::manual_seed(6);
+  auto pixels = torch::rand({1, 3, 16, 16}) * 0.8 + 0.1;
+  auto [mean, std] = cnnviz::detail::normalization(cnnviz::kImageNetMean, cnnviz::kImageNetStd, 3, pixels.options(), "t");
+  auto x = (pixels - mean) / std;
+  auto stop_after = [](int64_t n) {
+    auto calls = std::make_shared<int64_t>(0);
+    return cnnviz::ProgressCallback([calls, n](int64_t, int64_t, double) { return ++*calls < n; });
+  };
+  // sanity_check: one step of four.
+  auto copy = std::dynamic_pointer_cast<torch::nn::SequentialImpl>(seq->clone());
+  cnnviz::AnyModel copied = cnnviz::SequentialModel(torch::nn::Sequential(copy));
+  cnnviz::AttributionFn sal = [](const cnnviz::AnyModel& m, const torch::Tensor& xx, const torch::Tensor& t) {
+    return cnnviz::saliency(m, xx, cnnviz::Target(t)).map;
+  };
+  auto sc = cnnviz::sanity_check(sal, model, copied, x, {}, cnnviz::SanityCheckOptions().ssim(false).progress(stop_after(1)));
+  CHECK(sc.stopped_early);
+  CHECK_FALSE(sc.interrupted);  // only the Python bindings set it (Ctrl-C)
+  CHECK(sc.steps == std::vector<std::string>({"9"}));
+  CHECK(sc.maps.size(0) == 1);
+  // layer_information: the inversion stops after 3 of 50 steps.
+  auto inv = cnnviz::InversionOptions().iterations(50).progress(stop_after(3));
+  auto li = cnnviz::layer_information(model, x, {"1", "4"}, cnnviz::LayerInformationOptions().inversion(inv));
+  CHECK(li.stopped_early);
+  CHECK_FALSE(li.interrupted);
+  REQUIRE_FALSE(li.inversions.empty());
+  CHECK(li.inversions.back().stopped_early);
+  // adversarial_report: PGD stops after 2 of 40 steps; the report is of that partial attack.
+  auto pgd = cnnviz::PgdOptions().steps(40).random_start(false).progress(stop_after(2));
+  auto rep = cnnviz::adversarial_report(model, x, {}, cnnviz::AdversarialReportOptions().pgd(pgd).layers({"1"}));
+  CHECK(rep.stopped_early);
+  CHECK(rep.attack.stopped_early);
+  CHECK_FALSE(rep.interrupted);
+  auto full = cnnviz::adversarial_report(model, x, {}, cnnviz::AdversarialReportOptions().pgd(pgd.progress(nullptr)).layers({"1"}));
+  CHECK_FALSE(full.stopped_early);
 }

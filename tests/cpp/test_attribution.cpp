@@ -8,6 +8,9 @@
 #include <numeric>
 
 #include "cnnviz/attribution.hpp"
+#include "cnnviz/detail/adaptive_panels.hpp"
+#include "cnnviz/detail/attribution.hpp"
+#include "cnnviz/detail/slic.hpp"
 #include "cnnviz/script_model.hpp"
 
 namespace {
@@ -60,7 +63,7 @@ TEST_CASE("saliency and SmoothGrad equal autograd on a small network") {
   auto ref = grad_of(out[0][2] + out[1][0], xr);
   CHECK(torch::allclose(r.attribution, ref, 1e-10, 1e-12));
   CHECK(torch::allclose(r.map, std::get<0>(ref.abs().max(1))));
-  CHECK(torch::allclose(cnnviz::saliency(model, x, 1, cnnviz::SaliencyOptions().reduction(cnnviz::ChannelReduction::mean)).map,
+  CHECK(torch::allclose(cnnviz::saliency(model, x, 1, cnnviz::SaliencyOptions().reduction(cnnviz::Reduction::mean)).map,
                         grad_of(seq->forward(xr).select(1, 1).sum(), xr).abs().mean(1)));
   // Parameters get no gradient and keep requires_grad.
   for (auto& p : seq->parameters()) {
@@ -238,6 +241,111 @@ TEST_CASE("CAM family equals the formulas on captured activations and gradients"
   CHECK_THROWS_AS(cnnviz::score_cam(model, x, "5"), c10::ValueError);
   CHECK_THROWS_AS(cnnviz::grad_cam(model, x, "2", 7), c10::IndexError);
   CHECK_THROWS_AS(cnnviz::grad_cam(model, x, std::vector<std::string>{}, std::vector<Target>{Target()}), c10::ValueError);
+}
+
+TEST_CASE("CamResult accessors: map, upsampled and target by layer and target index") {
+  auto seq = small_net();
+  AnyModel model = SequentialModel(seq);
+  auto x = torch::randn({2, 3, 8, 8}, torch::kDouble);
+  auto r = cnnviz::grad_cam(model, x, {"2", "3"}, {Target(1), Target(std::vector<int64_t>{0, 2})});
+  REQUIRE(r.maps.size() == 4);  // layer-major: (2, t0), (2, t1), (3, t0), (3, t1)
+  // Defaults: the first layer and the first target, as Python's result.map / .upsampled / .target.
+  CHECK(torch::equal(r.map(), r.maps[0].map));
+  CHECK(torch::equal(r.upsampled(), r.maps[0].upsampled));
+  CHECK(torch::equal(r.target(), torch::ones({2}, torch::kLong)));
+  CHECK(torch::equal(r.target(1), torch::tensor({0, 2}, torch::kLong)));
+  CHECK(torch::equal(r.map("3", 1), r.maps[3].map));
+  CHECK(torch::equal(r.upsampled("3"), r.maps[2].upsampled));
+  CHECK(torch::equal(r.map({}, 1), r.maps[1].map));
+  // Each map equals a single call's.
+  CHECK(torch::allclose(r.map("3", 1), cnnviz::grad_cam(model, x, "3", std::vector<int64_t>{0, 2}).map()));
+  CHECK(r.upsampled().sizes() == torch::IntArrayRef({2, 8, 8}));
+  CHECK_THROWS_WITH_AS(r.map("4"), doctest::Contains("no map for layer '4'"), c10::IndexError);
+  CHECK_THROWS_WITH_AS(r.target(2), doctest::Contains("target index 2 out of range (2 targets)"), c10::IndexError);
+  CHECK_THROWS_WITH_AS(cnnviz::CamResult().map(), doctest::Contains("holds no map"), c10::IndexError);
+  CHECK_FALSE(r.stopped_early);
+  CHECK_FALSE(r.interrupted);
+}
+
+TEST_CASE("Options rows: every option visited once, with its default and a doc") {
+  std::vector<std::string> names;
+  cnnviz::IntegratedGradientsOptions::for_each_option([&](const char* name, const char* doc, auto get, auto) {
+    names.emplace_back(name);
+    CHECK(std::string(doc).size() > 10);
+  });
+  CHECK(names == std::vector<std::string>{"steps", "method", "tolerance", "initial_steps", "max_passes", "baseline",
+                                          "custom_baseline", "blur_sigma", "normalization", "batch_size", "reduction",
+                                          "progress"});
+  cnnviz::IntegratedGradientsOptions o;
+  CHECK(o.steps() == 50);
+  CHECK(o.reduction() == cnnviz::Reduction::mean);
+  CHECK(o.steps(7).batch_size(3).steps() == 7);  // chained setters keep working
+  CHECK(cnnviz::SmoothGradOptions().reduction() == cnnviz::Reduction::max);
+  CHECK(cnnviz::LimeOptions().superpixels().segments() == 50);
+  CHECK(cnnviz::OcclusionOptions().window() == std::vector<int64_t>{16, 16});
+  // A reduction the maps do not take is refused with a clear message.
+  auto seq = small_net();
+  AnyModel model = SequentialModel(seq);
+  auto x = torch::randn({1, 3, 8, 8}, torch::kDouble);
+  CHECK_THROWS_WITH_AS(cnnviz::saliency(model, x, 0, cnnviz::SaliencyOptions().reduction(cnnviz::Reduction::none)),
+                       doctest::Contains("channel reduction must be max or mean, got none"), c10::ValueError);
+}
+
+TEST_CASE("the batched-evaluation engine: chunks, target scores, gradients, progress offset and stop") {
+  auto seq = small_net();
+  AnyModel model = SequentialModel(seq);
+  auto x = torch::randn({7, 3, 8, 8}, torch::kDouble);
+  auto t = torch::tensor({0, 1, 2, 0, 1, 2, 0}, torch::kLong);
+  auto ref_logits = seq->forward(x).detach();
+  cnnviz::detail::Evaluation how;
+  how.batch_size = 3;
+  how.score = cnnviz::Score::probability;
+  std::vector<std::pair<int64_t, int64_t>> chunks;
+  auto scores = torch::zeros({7}, torch::kDouble);
+  auto make = [&](int64_t b, int64_t e) {
+    return cnnviz::detail::Rows{x.slice(0, b, e), cnnviz::detail::fixed_target(t.slice(0, b, e))};
+  };
+  auto run = cnnviz::detail::evaluate_batches(model, 7, how, make,
+                                              [&](int64_t b, int64_t e, const cnnviz::detail::Evaluated& ev) {
+    chunks.emplace_back(b, e);
+    scores.slice(0, b, e).copy_(ev.score);
+    CHECK_FALSE(ev.grad.defined());
+    return 0.0;
+  });
+  CHECK(run.done == 7);
+  CHECK_FALSE(run.stopped);
+  CHECK(chunks == std::vector<std::pair<int64_t, int64_t>>{{0, 2}, {2, 4}, {4, 7}});  // nearly equal, not 3+3+1
+  CHECK(torch::allclose(scores, ref_logits.softmax(1).gather(1, t.view({-1, 1})).squeeze(1)));
+
+  // Gradient mode: each row's own input gradient of its target's logit; several targets per row.
+  how.gradient = true;
+  how.score = cnnviz::Score::logit;
+  auto xi = x.clone().requires_grad_(true);
+  auto out = seq->forward(xi);
+  auto ref_grad = grad_of(out.gather(1, t.view({-1, 1})).sum(), xi);
+  auto ev = cnnviz::detail::evaluate_rows(model, make(0, 7), how);
+  CHECK(torch::allclose(ev.grad, ref_grad, 1e-10, 1e-12));
+  CHECK(torch::allclose(ev.score, ref_logits.gather(1, t.view({-1, 1})).squeeze(1)));
+  auto two = torch::stack({t, (t + 1).remainder(3)}, 1);  // (B, 2)
+  auto ev2 = cnnviz::detail::evaluate_rows(model, {x, cnnviz::detail::fixed_target(two)}, how);
+  CHECK(ev2.score.sizes() == torch::IntArrayRef({7, 2}));
+  CHECK(torch::allclose(ev2.score, ref_logits.gather(1, two)));
+
+  // Progress counts from the offset toward the given total; a stop ends the run.
+  std::vector<int64_t> steps;
+  how.gradient = false;
+  how.progress_offset = 100;
+  how.progress_total = 1000;
+  how.progress = [&](int64_t step, int64_t total, double) {
+    CHECK(total == 1000);
+    steps.push_back(step);
+    return steps.size() < 2;
+  };
+  run = cnnviz::detail::evaluate_batches(model, 7, how, make,
+                                         [&](int64_t, int64_t, const cnnviz::detail::Evaluated&) { return 0.0; });
+  CHECK(steps == std::vector<int64_t>{102, 104});
+  CHECK(run.done == 4);
+  CHECK(run.stopped);
 }
 
 TEST_CASE("integrated gradients: quadrature, completeness, baselines") {

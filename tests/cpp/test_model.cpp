@@ -228,3 +228,66 @@ TEST_CASE("CAM targets: {} is the predicted class, a class index, a vector or a 
   auto d = cnnviz::grad_cam(model, x, "1", std::vector<int64_t>{1, 0});  // one class per sample
   CHECK(torch::equal(d.front().target, torch::tensor({1, 0}, torch::kLong)));
 }
+
+// ---------------------------------------------------------------------------------------
+// summary: depth, and a filtered table that never prints its rows' sum as the total.
+
+#include "cnnviz/capture.hpp"
+
+namespace {
+// A conv-BN block (children "0", "1") with a plain forward, so a Sequential can hold it.
+struct ConvBnImpl : torch::nn::Module {
+  ConvBnImpl() {
+    conv = register_module("0", torch::nn::Conv2d(torch::nn::Conv2dOptions(3, 4, 3).padding(1)));
+    bn = register_module("1", torch::nn::BatchNorm2d(4));
+  }
+  torch::Tensor forward(torch::Tensor x) { return torch::relu(bn(conv(x))); }
+  torch::nn::Conv2d conv{nullptr};
+  torch::nn::BatchNorm2d bn{nullptr};
+};
+TORCH_MODULE(ConvBn);
+
+torch::nn::Sequential block_net() {
+  torch::manual_seed(0);
+  return torch::nn::Sequential(ConvBn(), torch::nn::Conv2d(torch::nn::Conv2dOptions(4, 2, 1)),
+                               torch::nn::AdaptiveAvgPool2d(1), torch::nn::Flatten(), torch::nn::Linear(2, 3));
+}
+}  // namespace
+
+TEST_CASE("summary: every module, or the blocks at a depth with everything below them") {
+  auto seq = block_net();
+  cnnviz::AnyModel model = cnnviz::SequentialModel(seq);
+  int64_t total = 0;
+  for (auto& p : seq->parameters()) total += p.numel();
+
+  auto all = cnnviz::summary(model, {3, 8, 8});
+  CHECK(all.size() == 7);  // 0, 0.0, 0.1, 1, 2, 3, 4
+  CHECK(cnnviz::total_parameters(all) == total);
+  CHECK(all[1].name == "0.0");
+  CHECK(all[1].output_shape.empty());  // a Sequential's nested modules are not observable: "(not run)"
+  CHECK(all[3].output_shape == std::vector<int64_t>{1, 2, 8, 8});
+  // Asked for directly (not by a summary), a nested module is refused with the reason.
+  CHECK_THROWS_WITH_AS(model.capture(torch::zeros({1, 3, 8, 8}), {{"0.0"}, true, cnnviz::ReluMode::normal}),
+                       doctest::Contains("top-level children only"), c10::ValueError);
+
+  auto top = cnnviz::summary(model, {3, 8, 8}, 1);
+  REQUIRE(top.size() == 5);
+  CHECK(top[0].name == "0");
+  CHECK(top[0].num_parameters == 3 * 4 * 9 + 4 + 4 + 4);  // conv weight and bias, BN weight and bias
+  CHECK(cnnviz::total_parameters(top) == total);
+  CHECK(cnnviz::format_summary(top).find("total parameters: " + std::to_string(total)) != std::string::npos);
+
+  // A filtered table states its rows' sum next to the model's total.
+  std::vector<cnnviz::LayerSummary> convs;
+  for (auto& r : all)
+    if (r.type.find("Conv2d") != std::string::npos) convs.push_back(r);
+  REQUIRE(convs.size() == 2);
+  auto text = cnnviz::format_summary(convs, cnnviz::total_parameters(all));
+  int64_t shown = convs[0].num_parameters + convs[1].num_parameters;
+  CHECK(text.find("parameters in these rows: " + std::to_string(shown) + " (model total: " + std::to_string(total) +
+                  ")") != std::string::npos);
+  CHECK(text.find("total parameters:") == std::string::npos);
+
+  CHECK_THROWS_WITH_AS(cnnviz::summary(model, {3, 8, 8}, -1), doctest::Contains("depth"), c10::ValueError);
+  CHECK_THROWS_WITH_AS(cnnviz::summary(model, {8, 8}), doctest::Contains("input_size"), c10::ValueError);
+}

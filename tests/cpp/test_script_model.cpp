@@ -155,3 +155,14 @@ TEST_CASE("the pretrained traced ResNet-20 from the sample data") {
   CHECK(torch::allclose(r.at("linear"), r.output));
   CHECK(torch::allclose(r.output, model.forward(x), 1e-5, 1e-5));
 }
+
+TEST_CASE("ScriptModel keeps the module behind a pointer: module() is the caller's module, copies share it") {
+  auto net = make_scripted();
+  cnnviz::ScriptModel model(net);
+  auto w = net.attr("conv").toModule().attr("weight").toTensor();
+  CHECK(model.module().attr("conv").toModule().attr("weight").toTensor().is_same(w));
+  cnnviz::ScriptModel copy = model;
+  CHECK(&copy.module() == &model.module());
+  auto x = torch::randn({1, 3, 6, 6});
+  CHECK(torch::equal(copy.forward(x), net.forward({x}).toTensor()));
+}

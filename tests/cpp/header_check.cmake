@@ -1,0 +1,21 @@
+# A header-weight test: HEADER, included alone, must not pull any header whose path matches
+# one of FORBIDDEN (e.g. torch/script.h, xtensor): preprocessing only (-M), no compile.
+# cmake -DCOMPILER=... -DHEADER=cnnviz/cnnviz.hpp -DINCLUDES="a;b" -DFORBIDDEN="x;y" -DWORK=dir -P header_check.cmake
+set(flags -std=c++17 -M)
+foreach(dir IN LISTS INCLUDES)
+  list(APPEND flags "-I${dir}")
+endforeach()
+string(MAKE_C_IDENTIFIER "${HEADER}" stem)
+set(source "${WORK}/header_check_${stem}.cpp")
+file(WRITE "${source}" "#include <${HEADER}>\n")
+execute_process(COMMAND ${COMPILER} ${flags} ${source} RESULT_VARIABLE rc OUTPUT_VARIABLE deps ERROR_VARIABLE err)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "${HEADER} does not preprocess:\n${err}")
+endif()
+foreach(pattern IN LISTS FORBIDDEN)
+  if(deps MATCHES "[ /]${pattern}")
+    string(REGEX MATCH "[^ \n]*${pattern}[^ \n]*" hit "${deps}")
+    message(FATAL_ERROR "${HEADER} pulls ${hit} (it must not include ${pattern})")
+  endif()
+endforeach()
+message(STATUS "${HEADER} pulls none of: ${FORBIDDEN}")
