@@ -1,8 +1,7 @@
 #pragma once
 // Shared by the binding files of the areas that take targets (attribution, adversarial,
 // analysis): targets from Python objects, this area's enum names, the thread policy's
-// batch sizes and `with_progress`. Options are bound with bind_options (options_bridge.hpp);
-// CNNVIZ_OPTION and normalization_options below remain for binding files not yet converted.
+// batch sizes and `with_progress`. Options are bound with bind_options (options_bridge.hpp).
 #include "options_bridge.hpp"
 #include "py_model.hpp"
 
@@ -47,20 +46,6 @@ CNNVIZ_ENUM_NAMES(BaselineKind, {BaselineKind::zeros, "zeros"}, {BaselineKind::b
 CNNVIZ_ENUM_NAMES(Segmentation, {Segmentation::slic, "slic"}, {Segmentation::grid, "grid"});
 CNNVIZ_ENUM_NAMES(CamMethod, {CamMethod::grad_cam, "grad_cam"}, {CamMethod::grad_cam_pp, "grad_cam_pp"},
                   {CamMethod::layer_cam, "layer_cam"}, {CamMethod::score_cam, "score_cam"});
-
-#define CNNVIZ_OPTION(cls, O, field) \
-  option(cls, #field, "", [](const O& o) { return o.field(); }, [](O& o, const auto& v) { o.field(v); })
-
-/// `mean` and `std` properties for Options with a `normalization` field.
-template <class O>
-void normalization_options(py::class_<O>& cls) {
-  cls.def_property(
-      "mean", [](const O& o) { return o.normalization().mean(); },
-      [](O& o, const std::vector<double>& v) { o.normalization().mean(v); });
-  cls.def_property(
-      "std", [](const O& o) { return o.normalization().std(); },
-      [](O& o, const std::vector<double>& v) { o.normalization().std(v); });
-}
 
 /// The rows of a batch x (N, ...), 1 for anything else (the method's own checks report it).
 inline int64_t batch_rows(const torch::Tensor& x) { return x.defined() && x.dim() >= 1 ? x.size(0) : 1; }

@@ -4,8 +4,7 @@
 // and into `for_each_option`, which the Python bindings iterate. An option is so written
 // once in C++; the bindings never list fields again.
 //
-//   #define CNNVIZ_SALIENCY_OPTIONS(X) \
-//     X(Reduction, reduction, Reduction::max, "How |gradient| becomes a map: max or mean over channels.")
+//   #define CNNVIZ_SALIENCY_OPTIONS(X) X(Reduction, reduction, Reduction::max, "Max or mean over channels.")
 //   struct SaliencyOptions {
 //     CNNVIZ_OPTIONS(SaliencyOptions, CNNVIZ_SALIENCY_OPTIONS)
 //   };
