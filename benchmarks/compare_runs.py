@@ -136,7 +136,9 @@ def scaling(args):
                     cmd = [sys.executable, "-m", "cnnviz.runs.torchrun", "--standalone", *nproc, "-m", "cnnviz.cli",
                            "run", "--model", "resnet20", "--data", f"{listing}_{m}.txt", "--methods", m, "--set",
                            f"ig.steps={IG_STEPS}", "--set", f"ig.batch_size={IG_BATCH}", "--out", out,
-                           "--batch-size", str(args.batch_size), "--workers", "0", "--no-progress"]
+                           "--batch-size", str(args.batch_size), "--workers", "0", "--no-progress",
+                           # One batch per chunk: chunks are what ranks share out, so every rank gets work.
+                           "--chunk-size", str(args.batch_size)]
                     if m != "ig":
                         cmd = [a for a in cmd if not a.startswith("ig.") and a != "--set"]
                     env["OMP_NUM_THREADS"] = threads
