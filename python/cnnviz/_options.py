@@ -22,7 +22,3 @@ def fill_options(cls: Type[O], values: Mapping[str, Any], base: Optional[O] = No
             setattr(options, name, value)
     return options
 
-
-def defaults(cls: Type[O]) -> O:
-    """A default-constructed ``cls``: the source of a wrapper signature's defaults."""
-    return cls()
