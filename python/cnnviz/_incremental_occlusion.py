@@ -32,6 +32,7 @@ import math
 import operator
 import threading
 import warnings
+import weakref
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
@@ -41,7 +42,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 __all__ = ["MATERIALIZE_FRACTION", "OcclusionFlops", "occlusion_flops", "IncrementalOcclusion",
-           "IncrementalUnsupported", "prepare"]
+           "IncrementalUnsupported", "plan_for", "prepare"]
 
 #: A layer whose changed rectangle would cover more than this fraction of its map runs in full.
 MATERIALIZE_FRACTION = 0.75
@@ -224,10 +225,9 @@ def _conv_rule(mod: nn.Conv2d) -> Optional[_Window]:
             pad = (dh * (kh - 1) // 2, dw * (kw - 1) // 2)
     else:
         pad = _pair(mod.padding)
-    weight, bias = mod.weight, mod.bias
 
-    def apply(crop):
-        return F.conv2d(crop, weight, bias, mod.stride, 0, mod.dilation, mod.groups)
+    def apply(crop):  # the module's current weights: a cached plan sees replaced parameters
+        return F.conv2d(crop, mod.weight, mod.bias, mod.stride, 0, mod.dilation, mod.groups)
 
     return _Window((dh * (kh - 1) + 1, dw * (kw - 1) + 1), _pair(mod.stride), pad, 0.0, apply,
                    2.0 * mod.in_channels // mod.groups * kh * kw)
@@ -371,6 +371,7 @@ class Clean:
 
     def __init__(self, values: Dict[fx.Node, Any], output: Any) -> None:
         self.values, self.output = values, output
+        self.checked = False  # output compared with the model's own (IncrementalOcclusion)
         self._padded: Dict[tuple, torch.Tensor] = {}
 
     def padded(self, node: fx.Node, p: Tuple[int, int], extra: Tuple[int, int], value: float) -> torch.Tensor:
@@ -383,12 +384,34 @@ class Clean:
         return t
 
 
+def _fingerprint(model: nn.Module) -> tuple:
+    """What a plan depends on besides the model's class: which module, parameter and buffer
+    objects sit where (a replaced one may not be the object the trace holds) and the modes.
+    Parameter values are not part of it: a plan holds none (each call makes its own clean
+    pass, and the rules read the modules' current weights)."""
+    return (tuple((name, id(m), m.training) for name, m in model.named_modules()),
+            tuple((name, id(p)) for name, p in model.named_parameters()),
+            tuple((name, id(b)) for name, b in model.named_buffers()))
+
+
+def _meta(value):
+    """A tensor's shape and dtype without its data (what a cached plan keeps of x's values)."""
+    return torch.empty(value.shape, dtype=value.dtype, device="meta") if isinstance(value, torch.Tensor) else value
+
+
 class Plan:
     """A traced model and a rule per node, for inputs shaped like `x` (1, C, H, W); `cache`
-    holds x's clean values (shapes, constants) and `clean(image)` makes any other image's."""
+    holds the shapes of x's clean values (meta tensors; other values as they were), `first`
+    x's clean values themselves (dropped with `forget_first`), and `clean(image)` makes any
+    image's. `fingerprint` is the model's at tracing; `geometry_of` caches the rectangles of
+    a batch of windows."""
+
+    #: Rectangle sets kept per plan (one per batch of windows seen; a call has few).
+    GEOMETRY_CACHE = 512
 
     def __init__(self, model: nn.Module, x: torch.Tensor) -> None:
         _check_model(model)
+        self.fingerprint = _fingerprint(model)
         try:
             with _TRACE_LOCK:
                 gm = fx.symbolic_trace(model)
@@ -425,10 +448,33 @@ class Plan:
         self.shape = tuple(x.shape)
         with torch.no_grad():
             self.first = self.clean(x)
-        self.cache, self.output = self.first.values, self.first.output
+        self.cache = self.first.values
         self.rules = {n: _rule(gm, n, self.cache, self.dependent) for n in self.nodes if n in self.dependent}
         self.rules.pop(self.input, None)
         self.cost = {n: self._cost(n) for n in self.nodes}
+        self.cache = {n: _meta(v) for n, v in self.cache.items()}
+        self._geometry: Dict[tuple, Dict[fx.Node, Any]] = {}
+        self.decisions: Dict[tuple, Any] = {}  # per (window, stride, batch size): automatic mode's verdict
+        self.lock = threading.Lock()
+
+    def forget_first(self) -> Optional["Clean"]:
+        """x's clean values, handed over once (a cached plan keeps no image's values)."""
+        first, self.first = self.first, None
+        return first
+
+    def geometry_of(self, windows: Sequence[Tuple[int, int]], window: Tuple[int, int],
+                    fraction: float) -> Dict[fx.Node, Any]:
+        """geometry(self, windows, window, fraction), cached."""
+        key = (tuple(windows), window, fraction)
+        with self.lock:
+            geo = self._geometry.get(key)
+        if geo is None:
+            geo = geometry(self, windows, window, fraction)
+            with self.lock:
+                if len(self._geometry) >= self.GEOMETRY_CACHE:
+                    self._geometry.pop(next(iter(self._geometry)))
+                self._geometry[key] = geo
+        return geo
 
     def clean(self, x: torch.Tensor) -> Clean:
         """Every node's value for x, in-place ops run out of place."""
@@ -596,7 +642,7 @@ class _Batch:
 
     def __init__(self, plan: Plan, clean: Clean, batch: torch.Tensor, windows, window, fraction) -> None:
         self.plan, self.clean, self.batch, self.b = plan, clean, batch, batch.shape[0]
-        self.geo = geometry(plan, windows, window, fraction)
+        self.geo = plan.geometry_of(windows, window, fraction)
         self.values: Dict[fx.Node, Any] = {}
         self.full: Dict[fx.Node, Any] = {}
 
@@ -756,7 +802,7 @@ def _executed_flops(plan: Plan, positions, window, batch_size: int, fraction: fl
     total = 0.0
     for k in range(chunks):  # the native loop's nearly equal batches
         chunk = positions[k * len(positions) // chunks:(k + 1) * len(positions) // chunks]
-        geo = geometry(plan, chunk, window, fraction)
+        geo = plan.geometry_of(chunk, window, fraction)
         total += sum(_node_flops(plan, n, geo[n], len(chunk)) for n in nodes)
     return total
 
@@ -791,7 +837,7 @@ def occlusion_flops(model: nn.Module, x_shape: Sequence[int], window: Union[int,
     if batch_size < 1:
         raise ValueError(f"cnnviz: batch_size must be positive, got {batch_size}")
     dtype = next((p.dtype for p in model.parameters()), torch.float32) if isinstance(model, nn.Module) else None
-    plan = Plan(model, torch.zeros(shape, dtype=dtype or torch.float32))
+    plan = plan_for(model, torch.zeros(shape, dtype=dtype or torch.float32))[0]
     positions = _positions(shape[2], shape[3], window, stride)
     nodes = [n for n in plan.nodes if n.op != "output"]
     full_per = {n: _node_flops(plan, n, FULL, 1) for n in nodes}
@@ -817,36 +863,58 @@ class IncrementalOcclusion:
     call (x itself, for the clean scores) runs the model; later calls get the loop's occluded
     batches (item k is window position k % P of image k // P, in order) and compute them
     incrementally, image by image, keeping the clean values of at most one image at a time.
-    A batch that differs from x outside its windows (which the loop never makes) runs in full
-    instead, so the result never depends on that order being kept."""
+    Each image's traced clean output is checked against the model's own (the first call's)
+    before its windows use it; where they differ (behaviour the trace cannot see), that and
+    every later batch run in full. A batch that differs from x outside its windows (which the
+    loop never makes) runs in full too, so the result never depends on that order being kept."""
 
     def __init__(self, model: nn.Module, plan: Plan, x: torch.Tensor, window: Tuple[int, int],
-                 stride: Tuple[int, int], fraction: float = MATERIALIZE_FRACTION, required: bool = False) -> None:
+                 stride: Tuple[int, int], fraction: float = MATERIALIZE_FRACTION, required: bool = False,
+                 first: Optional[Clean] = None) -> None:
         self.model, self.plan, self.x, self.window, self.fraction = model, plan, x, window, fraction
         self.required = required
+        self.cached = first is None  # the plan came from the cache (traced for an earlier call)
         self.positions = _positions(x.shape[2], x.shape[3], window, stride)
         self.seen = 0
         self.clean_returned = False
-        self.images: Dict[int, Clean] = {0: plan.first}
+        self.eager: Any = None     # the model's own output on x (the loop's first call)
+        self.images: Dict[int, Clean] = {0: first} if first is not None else {}
+        self.disabled = ""         # why the engine stopped: later batches run in full
         self.batches = 0           # batches computed incrementally
-        self.full_batches = 0      # batches that ran in full (unexpected content)
+        self.full_batches = 0      # batches that ran in full (unexpected content, or disabled)
 
     def _full(self, batch: torch.Tensor):
         self.full_batches += 1
         return self.model(batch)
 
     def _clean(self, u: int) -> Clean:
+        """Image u's clean values (items come in image order: one image kept at a time),
+        checked against the model's own output on it."""
         if u not in self.images:
-            self.images = {u: self.plan.clean(self.x[u:u + 1])}  # items come in image order
-        return self.images[u]
+            self.images = {u: self.plan.clean(self.x[u:u + 1])}
+        clean = self.images[u]
+        if not clean.checked:
+            if self.eager is not None:
+                eager = [t[u:u + 1] if t.dim() > 0 and t.shape[0] == self.x.shape[0] else t
+                         for t in _tensors(self.eager)]
+            else:
+                eager = _tensors(self.model(self.x[u:u + 1]))
+            _check_same_output(_tensors(clean.output), eager, u)
+            clean.checked = True
+        return clean
 
     def __call__(self, batch: torch.Tensor):
         with torch.no_grad():
             if not self.clean_returned:
                 self.clean_returned = True
-                return self.model(batch)
+                out = self.model(batch)
+                if isinstance(batch, torch.Tensor) and batch.shape == self.x.shape and torch.equal(batch, self.x):
+                    self.eager = out
+                    self._guarded(self._first_image)  # a trace that disagrees is known before any window
+                return out
             b, p = batch.shape[0], len(self.positions)
-            if batch.dim() != 4 or batch.shape[1:] != self.x.shape[1:] or self.seen + b > self.x.shape[0] * p:
+            if self.disabled or batch.dim() != 4 or batch.shape[1:] != self.x.shape[1:] \
+                    or self.seen + b > self.x.shape[0] * p:
                 return self._full(batch)
             items = range(self.seen, self.seen + b)
             self.seen += b
@@ -854,21 +922,46 @@ class IncrementalOcclusion:
             windows = [self.positions[k % p] for k in items]
             if not self._only_windows_differ(batch, img, windows):
                 return self._full(batch)
-            try:
+
+            def incremental():
                 outputs = []
                 for u in sorted(set(img)):
                     sel = [i for i in range(b) if img[i] == u]
                     part = batch[sel[0]:sel[-1] + 1]
-                    outputs.append(_Batch(self.plan, self._clean(u), part, [windows[i] for i in sel], self.window,
-                                          self.fraction).run())
-            except Exception as e:  # noqa: BLE001 - an op the rules misjudged: full inference is always right
-                if self.required:
-                    raise
-                warnings.warn(f"cnnviz: incremental occlusion failed ({type(e).__name__}: {e}); this batch runs "
-                              "full inference", RuntimeWarning, stacklevel=2)
+                    outputs.append(_Batch(self.plan, self._clean(u), part, [windows[i] for i in sel],
+                                          self.window, self.fraction).run())
+                return outputs[0] if len(outputs) == 1 else _cat(outputs)
+
+            out = self._guarded(incremental)
+            if self.disabled:
                 return self._full(batch)
             self.batches += 1
-            return outputs[0] if len(outputs) == 1 else _cat(outputs)
+            return out
+
+    def _first_image(self) -> None:
+        """Image 0's clean values, checked; a cached plan that disagrees is traced again once
+        (the model changed in a way its fingerprint cannot see, e.g. a Python attribute the
+        trace had read as a constant)."""
+        try:
+            self._clean(0)
+        except IncrementalUnsupported:
+            if not self.cached:
+                raise
+            self.plan, first = plan_for(self.model, self.x[:1], retrace=True)
+            self.cached, self.images = False, {0: first}
+            self._clean(0)
+
+    def _guarded(self, fn):
+        """fn(), or (on any failure, unless required) a warning and full inference from here on."""
+        try:
+            return fn()
+        except Exception as e:  # noqa: BLE001 - an op the rules misjudged: full inference is always right
+            if self.required:
+                raise
+            self.disabled = f"{type(e).__name__}: {e}"
+            warnings.warn(f"cnnviz: incremental occlusion failed ({self.disabled}); the remaining windows run "
+                          "full inference", RuntimeWarning, stacklevel=3)
+            return None
 
     def _only_windows_differ(self, batch: torch.Tensor, img: List[int], windows) -> bool:
         differ = (batch != self.x.index_select(0, torch.tensor(img, device=self.x.device))).any(1)  # (B, H, W)
@@ -889,12 +982,60 @@ def _cat(outputs: List[Any]):
     return first
 
 
+# Plans per model (weakly: a model that goes away takes its plans along), per input shape.
+_PLANS: "weakref.WeakKeyDictionary[nn.Module, Dict[tuple, Union[Plan, IncrementalUnsupported]]]" = \
+    weakref.WeakKeyDictionary()
+_PLANS_LOCK = threading.Lock()
+#: Plans kept per model (input shapes, dtypes, devices), oldest dropped first.
+PLANS_PER_MODEL = 4
+
+
+def plan_for(model: nn.Module, x: torch.Tensor, retrace: bool = False) -> Tuple[Plan, Optional[Clean]]:
+    """The plan of `model` for inputs shaped like x (1, C, H, W), traced once and cached per
+    model, input shape, dtype and device; and x's clean values where this call traced it (None
+    for a cached plan). The mode and hooks are checked on every call; a plan is made again
+    where the model's modules, parameters or buffers were replaced by other objects or a
+    module's mode changed since (`_fingerprint`), or with `retrace`. A model that cannot be
+    traced or followed is remembered too: the same IncrementalUnsupported is raised without
+    tracing again. Raises ValueError for an x that is not one floating-point image."""
+    if not isinstance(x, torch.Tensor) or x.dim() != 4 or x.shape[0] != 1 or not x.is_floating_point() \
+            or x.numel() == 0:
+        raise ValueError("cnnviz: plan_for needs one floating-point image (1, C, H, W), got "
+                         f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
+    _check_model(model)
+    key = (tuple(x.shape), x.dtype, x.device)
+    fingerprint = _fingerprint(model)
+    with _PLANS_LOCK:
+        cached = _PLANS.get(model, {}).get(key)
+    if cached is not None and cached.fingerprint == fingerprint and not retrace:
+        if isinstance(cached, IncrementalUnsupported):
+            raise IncrementalUnsupported(str(cached))
+        return cached, None
+    try:
+        plan, first = Plan(model, x), None
+        first = plan.forget_first()
+    except IncrementalUnsupported as e:
+        e.fingerprint = fingerprint
+        plan = e
+    with _PLANS_LOCK:
+        plans = _PLANS.setdefault(model, {})
+        plans.pop(key, None)
+        plans[key] = plan
+        while len(plans) > PLANS_PER_MODEL:
+            plans.pop(next(iter(plans)))
+    if isinstance(plan, IncrementalUnsupported):
+        raise IncrementalUnsupported(str(plan))
+    return plan, first
+
+
 def prepare(model, x: torch.Tensor, window, stride, batch_size, required: bool
             ) -> Tuple[Optional[IncrementalOcclusion], str]:
     """The incremental stand-in for ``model`` on x, or (None, why not). With ``required`` a
     model that cannot run incrementally raises ``ValueError`` (IncrementalUnsupported);
     without, it is also None where it would save too little to pay for itself. Inputs the
-    native loop rejects (shapes, windows, batch size) return None so that its error is raised."""
+    native loop rejects (shapes, windows, batch size) return None so that its error is raised.
+    The plan (trace, rules, rectangles, the automatic verdict) is cached per model and input
+    shape (``plan_for``); x's clean pass runs on every call."""
     try:
         if not isinstance(x, torch.Tensor) or x.dim() != 4 or not x.is_floating_point() or x.numel() == 0:
             return None, "x is not a (N, C, H, W) floating-point batch"
@@ -911,21 +1052,24 @@ def prepare(model, x: torch.Tensor, window, stride, batch_size, required: bool
         x = x.detach()
         if not required and _forward_flops_bound(model, x) < AUTO_MIN_SAVED_FLOPS:
             return None, "the model is too small for incremental occlusion to pay off"
-        plan = Plan(model, x[:1])
-        first = [_positions(x.shape[2], x.shape[3], win, st)[0]]
-        if not any(isinstance(m, Region) for n, m in geometry(plan, first, win, math.inf).items()
+        plan, first = plan_for(model, x[:1])
+        positions = _positions(x.shape[2], x.shape[3], win, st)
+        if not any(isinstance(m, Region) for n, m in plan.geometry_of(positions[:1], win, math.inf).items()
                    if n is not plan.input):
             raise IncrementalUnsupported("cnnviz: incremental occlusion found no layer it can compute by "
                                          "regions in this model (the first op already needs the whole input)")
-        with torch.no_grad():
-            _check_same_output(plan.output, model(x[:1]))
         if not required:
-            positions = _positions(x.shape[2], x.shape[3], win, st)
-            full = len(positions) * sum(_node_flops(plan, n, FULL, 1) for n in plan.nodes if n.op != "output")
-            saved = full - _executed_flops(plan, positions, win, batch_size, MATERIALIZE_FRACTION)
-            if saved < AUTO_MIN_SAVED_SHARE * full or saved < AUTO_MIN_SAVED_FLOPS:
-                return None, f"incremental occlusion would save {saved / 1e9:.2g} of {full / 1e9:.2g} GFLOP per image"
-        return IncrementalOcclusion(model, plan, x, win, st, required=required), ""
+            key = (win, st, batch_size)
+            why = plan.decisions.get(key)
+            if why is None:
+                full = len(positions) * sum(_node_flops(plan, n, FULL, 1) for n in plan.nodes if n.op != "output")
+                saved = full - _executed_flops(plan, positions, win, batch_size, MATERIALIZE_FRACTION)
+                why = "" if saved >= AUTO_MIN_SAVED_SHARE * full and saved >= AUTO_MIN_SAVED_FLOPS else (
+                    f"incremental occlusion would save {saved / 1e9:.2g} of {full / 1e9:.2g} GFLOP per image")
+                plan.decisions[key] = why
+            if why:
+                return None, why
+        return IncrementalOcclusion(model, plan, x, win, st, required=required, first=first), ""
     except IncrementalUnsupported as e:
         if required:
             raise
@@ -947,15 +1091,17 @@ def _forward_flops_bound(model, x: torch.Tensor) -> float:
     return 2.0 * params * x.shape[2] * x.shape[3] if params else math.inf
 
 
-def _check_same_output(traced, eager) -> None:
-    """The traced, out-of-place graph must give the model's own output on x."""
-    a, b = _tensors(traced), _tensors(eager)
-    ok = len(a) == len(b) and all(u.shape == v.shape and torch.allclose(u, v, rtol=1e-5, atol=1e-6, equal_nan=True)
-                                  for u, v in zip(a, b))
+def _check_same_output(traced: List[torch.Tensor], eager: List[torch.Tensor], image: int) -> None:
+    """The traced, out-of-place graph must give the model's own output on an image (to the
+    rounding of a batch of one against the batch of all images)."""
+    ok = len(traced) == len(eager) and all(
+        u.shape == v.shape and torch.allclose(u, v, rtol=1e-4, atol=1e-5 * float(v.abs().max()) if v.numel() else 0.0,
+                                              equal_nan=True)
+        for u, v in zip(traced, eager))
     if not ok:
-        raise IncrementalUnsupported("cnnviz: incremental occlusion's traced graph does not reproduce the "
-                                     "model's output on x (data-dependent behaviour torch.fx cannot see); "
-                                     "pass incremental=False")
+        raise IncrementalUnsupported(f"cnnviz: incremental occlusion's traced graph does not reproduce the "
+                                     f"model's output on image {image} (data-dependent behaviour torch.fx cannot "
+                                     "see); pass incremental=False")
 
 
 def _tensors(value) -> List[torch.Tensor]:

@@ -393,3 +393,160 @@ def test_auto_mode_never_traces_a_small_model(monkeypatch):
     result = cnnviz.occlusion(small, x, target=0, window=4, stride=4)
     assert not result.incremental and not traced
     assert cnnviz.occlusion(small, x, target=0, window=4, stride=4, incremental=True).incremental and traced
+
+
+# ---- the plan cache (trace, rules, rectangles per model and input shape) ----
+
+
+class Gained(nn.Module):
+    """A Python float read by the forward: torch.fx records its value as a constant, so the
+    trace goes stale when it changes, which no fingerprint of modules and tensors can see."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Conv2d(3, 4, 3, padding=1)
+        self.fc = nn.Linear(4, 3)
+        self.gain = 1.0
+
+    def forward(self, x):
+        return self.fc((torch.relu(self.a(x)) * self.gain).amax((2, 3)))
+
+
+def _counting_trace(monkeypatch):
+    traced = []
+    real = io.fx.symbolic_trace
+    monkeypatch.setattr(io.fx, "symbolic_trace", lambda m, *a, **k: traced.append(m) or real(m, *a, **k))
+    return traced
+
+
+def _incremental_equals_loop(net, x, window=4, stride=4):
+    r = cnnviz.occlusion(net, x, window=window, stride=stride, incremental=True)
+    assert r.incremental
+    torch.testing.assert_close(r.scores, loop_occlusion(net, x, r.target, _two(window), _two(stride)),
+                               rtol=1e-9, atol=1e-12)
+    return r
+
+
+def _two(v):
+    return (v, v) if isinstance(v, int) else tuple(v)
+
+
+def test_plan_is_cached_per_model_and_input_shape(monkeypatch):
+    traced = _counting_trace(monkeypatch)
+    net = _net(Branches)
+    x = torch.randn(1, 3, 12, 12, dtype=torch.float64)
+    _incremental_equals_loop(net, x)
+    assert len(traced) == 1
+    _incremental_equals_loop(net, torch.randn(2, 3, 12, 12, dtype=torch.float64), window=3, stride=2)
+    assert len(traced) == 1  # other images, windows, strides, batch count: the same plan
+    _incremental_equals_loop(net, torch.randn(1, 3, 16, 12, dtype=torch.float64))
+    assert len(traced) == 2  # another input shape: another plan
+    _incremental_equals_loop(net, x)
+    assert len(traced) == 2  # both kept
+    other = _net(Branches, seed=1)
+    _incremental_equals_loop(other, x)
+    assert len(traced) == 3  # per model object
+
+
+def test_plan_cache_follows_weight_changes_without_tracing_again(monkeypatch):
+    traced = _counting_trace(monkeypatch)
+    net = _net(VggLike)
+    x = torch.randn(1, 3, 16, 16, dtype=torch.float64)
+    before = _incremental_equals_loop(net, x)
+    net.load_state_dict(_net(VggLike, seed=3).state_dict())  # in place: values only
+    with torch.no_grad():
+        net.features[3].weight.mul_(-2.0)
+    after = _incremental_equals_loop(net, x)
+    assert len(traced) == 1 and not torch.allclose(before.scores, after.scores)
+
+
+def test_plan_cache_is_invalidated_by_replaced_modules_parameters_and_mode(monkeypatch):
+    traced = _counting_trace(monkeypatch)
+    net = _net(Branches)
+    x = torch.randn(1, 3, 12, 12, dtype=torch.float64)
+    _incremental_equals_loop(net, x)
+    net.scale = nn.Parameter(torch.rand(1, 12, 1, 1, dtype=torch.float64) + 2.0)  # a get_attr tensor
+    _incremental_equals_loop(net, x)
+    assert len(traced) == 2
+    net.b.weight = nn.Parameter(torch.randn_like(net.b.weight))
+    _incremental_equals_loop(net, x)
+    assert len(traced) == 3
+    net.c = nn.Conv2d(6, 6, 1).double().eval()
+    _incremental_equals_loop(net, x)
+    assert len(traced) == 4
+    net.train()
+    with pytest.raises(ValueError, match="eval mode"):
+        cnnviz.occlusion(net, x, window=4, stride=4, incremental=True)
+    net.eval()
+    _incremental_equals_loop(net, x)
+    assert len(traced) == 4  # back in the modes it was traced in: the same plan serves
+    net.a.train()
+    with pytest.raises(ValueError, match=r"eval mode \(a is in training mode\)"):
+        cnnviz.occlusion(net, x, window=4, stride=4, incremental=True)
+
+
+def test_a_stale_trace_is_caught_by_the_output_check_and_traced_again(monkeypatch):
+    traced = _counting_trace(monkeypatch)
+    net = _net(Gained)
+    x = torch.randn(1, 3, 12, 12, dtype=torch.float64)
+    _incremental_equals_loop(net, x)
+    net.gain = -3.0  # the cached trace multiplies by 1.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _incremental_equals_loop(net, x)
+    assert len(traced) == 2
+
+
+def test_a_trace_that_disagrees_runs_in_full_or_refuses(monkeypatch):
+    net = _net(Gained)
+    x = torch.randn(1, 3, 12, 12, dtype=torch.float64)
+    real = io.Plan.clean
+
+    def wrong(self, image):
+        clean = real(self, image)
+        clean.output = clean.output + 1.0
+        return clean
+
+    monkeypatch.setattr(io.Plan, "clean", wrong)
+    monkeypatch.setattr(io, "AUTO_MIN_SAVED_FLOPS", 0.0)
+    monkeypatch.setattr(io, "AUTO_MIN_SAVED_SHARE", 0.0)
+    with pytest.warns(RuntimeWarning, match="does not reproduce the model's output on image 0"):
+        auto = cnnviz.occlusion(net, x, window=4, stride=4)
+    assert not auto.incremental
+    torch.testing.assert_close(auto.scores, loop_occlusion(net, x, auto.target, (4, 4), (4, 4)))
+    with pytest.raises(ValueError, match="does not reproduce"):
+        cnnviz.occlusion(net, x, window=4, stride=4, incremental=True)
+
+
+def test_plans_go_with_their_model():
+    import gc
+    import weakref
+
+    net = _net(VggLike)
+    x = torch.randn(1, 3, 16, 16, dtype=torch.float64)
+    _incremental_equals_loop(net, x)
+    assert net in io._PLANS
+    gone = weakref.ref(net)
+    del net
+    gc.collect()
+    assert gone() is None and len([m for m in io._PLANS if m is not None]) == len(io._PLANS)
+
+
+def test_untraceable_verdict_is_cached(monkeypatch):
+    traced = _counting_trace(monkeypatch)
+    net = _net(Untraceable)
+    x = torch.randn(1, 3, 12, 12, dtype=torch.float64)
+    for _ in range(2):
+        with pytest.raises(ValueError, match="cannot trace the model with torch.fx"):
+            cnnviz.occlusion(net, x, window=4, stride=4, incremental=True)
+    assert len(traced) == 1
+
+
+def test_plan_for_bad_input():
+    net = _net(VggLike)
+    with pytest.raises(ValueError, match=r"one floating-point image \(1, C, H, W\), got \(2, 3, 8, 8\)"):
+        io.plan_for(net, torch.randn(2, 3, 8, 8, dtype=torch.float64))
+    with pytest.raises(ValueError, match="one floating-point image"):
+        io.plan_for(net, torch.zeros(1, 3, 8, 8, dtype=torch.long))
+    with pytest.raises(ValueError, match="eval mode"):
+        io.plan_for(_net(VggLike).train(), torch.randn(1, 3, 8, 8, dtype=torch.float64))
