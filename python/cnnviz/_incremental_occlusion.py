@@ -7,7 +7,8 @@ through the receptive fields of the layers before. The model is traced once with
 then, for a batch of windows, each layer recomputes only its changed rectangle, from a crop of
 the clean input of that layer (padded once) with the previous layer's changed rectangle pasted
 in. Every window of a batch gets a rectangle of the same size at each layer, so the crops of
-all windows stack into one batch and each layer runs one call.
+all windows stack into one batch and each layer runs one call. The plan (trace, rules,
+rectangles) is cached per model and input shape (``plan_for``).
 
 Rules (how a node's changed rectangle follows from its inputs'):
   window       Conv2d (zeros padding; any stride, padding, dilation, groups), MaxPool2d,
@@ -27,6 +28,7 @@ could change the result (an in-place op on the input, on a view, or on a value r
 later), and where modules carry hooks (which torch.fx does not trace)."""
 from __future__ import annotations
 
+import contextlib
 import inspect
 import math
 import operator
@@ -56,6 +58,14 @@ AUTO_MIN_SAVED_FLOPS = 2e9
 # the tracer. Traces are serialized, and automatic mode traces only a model whose forward can
 # reach AUTO_MIN_SAVED_FLOPS (small models, the ones run from many threads, are never traced).
 _TRACE_LOCK = threading.Lock()
+
+
+def _stage(name: str):
+    """A torch.profiler range named `name` while a profiler runs (benchmarks' per-stage
+    tables), nothing otherwise."""
+    if torch.autograd._profiler_enabled():
+        return torch.profiler.record_function("occlusion." + name)
+    return contextlib.nullcontext()
 
 
 class IncrementalUnsupported(ValueError):
@@ -478,6 +488,10 @@ class Plan:
 
     def clean(self, x: torch.Tensor) -> Clean:
         """Every node's value for x, in-place ops run out of place."""
+        with _stage("clean_pass"):
+            return self._clean_pass(x)
+
+    def _clean_pass(self, x: torch.Tensor) -> Clean:
         cache: Dict[fx.Node, Any] = {}
         for n in self.nodes:
             if n.op == "placeholder":
@@ -636,18 +650,27 @@ def _runs(items: List[int]) -> List[Tuple[int, int]]:
     return runs
 
 
+_STAGE_NAMES = {_Window: "region_window", _Elementwise: "region_elementwise", _Cat: "region_cat"}
+
+
 class _Batch:
     """One batch of windows over one image: item i is that image (clean values `clean`) with
     the window at windows[i] occluded (batch[i])."""
 
     def __init__(self, plan: Plan, clean: Clean, batch: torch.Tensor, windows, window, fraction) -> None:
         self.plan, self.clean, self.batch, self.b = plan, clean, batch, batch.shape[0]
-        self.geo = plan.geometry_of(windows, window, fraction)
+        with _stage("geometry"):
+            self.geo = plan.geometry_of(windows, window, fraction)
         self.values: Dict[fx.Node, Any] = {}
         self.full: Dict[fx.Node, Any] = {}
 
     def _crops(self, node: Optional[fx.Node], source: torch.Tensor, shift: Tuple[int, int], starts, length,
                per_item: bool = False) -> torch.Tensor:
+        with _stage("crops"):
+            return self._crops_of(node, source, shift, starts, length, per_item)
+
+    def _crops_of(self, node: Optional[fx.Node], source: torch.Tensor, shift: Tuple[int, int], starts, length,
+                  per_item: bool = False) -> torch.Tensor:
         """Crops (B, C, L, L') of `source` (one clean map of `node` (1, C, H', W'), padded by
         `shift`; with `per_item` one map per item) at padded `starts`, with `node`'s changed
         rectangle pasted in. One stack of the crops, then one copy per group of items whose
@@ -748,13 +771,17 @@ class _Batch:
                 continue
             if n is plan.input:
                 if isinstance(mode, Region):
-                    self.values[n] = self._crops(None, self.batch, (0, 0), mode.o, mode.s, per_item=True)
+                    with _stage("crops"):
+                        self.values[n] = self._crops(None, self.batch, (0, 0), mode.o, mode.s, per_item=True)
                 else:
                     self.values[n] = self.batch
             elif isinstance(mode, Region):
-                self.values[n] = self._run_region(n, plan.rules[n], mode)
+                rule = plan.rules[n]
+                with _stage(_STAGE_NAMES.get(type(rule), "region")):
+                    self.values[n] = self._run_region(n, rule, mode)
             else:
-                self.values[n] = self._run_full(n)
+                with _stage("full"):
+                    self.values[n] = self._run_full(n)
         raise AssertionError("graph without output")
 
 
@@ -885,7 +912,8 @@ class IncrementalOcclusion:
 
     def _full(self, batch: torch.Tensor):
         self.full_batches += 1
-        return self.model(batch)
+        with _stage("model_full_batch"):
+            return self.model(batch)
 
     def _clean(self, u: int) -> Clean:
         """Image u's clean values (items come in image order: one image kept at a time),
@@ -907,7 +935,8 @@ class IncrementalOcclusion:
         with torch.no_grad():
             if not self.clean_returned:
                 self.clean_returned = True
-                out = self.model(batch)
+                with _stage("model_on_x"):
+                    out = self.model(batch)
                 if isinstance(batch, torch.Tensor) and batch.shape == self.x.shape and torch.equal(batch, self.x):
                     self.eager = out
                     self._guarded(self._first_image)  # a trace that disagrees is known before any window
@@ -920,7 +949,9 @@ class IncrementalOcclusion:
             self.seen += b
             img = [k // p for k in items]
             windows = [self.positions[k % p] for k in items]
-            if not self._only_windows_differ(batch, img, windows):
+            with _stage("batch_check"):
+                expected = self._only_windows_differ(batch, img, windows)
+            if not expected:
                 return self._full(batch)
 
             def incremental():
