@@ -3,7 +3,6 @@ the native full path (incremental=False) and a per-window loop written here, on 
 VGG-like nets, torchvision ResNet-18, MobileNetV2/V3, DenseNet-121 and the pretrained
 ResNet-20; the fall-backs (untraceable and unsupported ops, train mode, hooks, TorchScript);
 and the FLOP count against a count by hand."""
-import math
 import warnings
 
 import pytest
