@@ -549,3 +549,74 @@ def test_plan_for_bad_input():
         io.plan_for(net, torch.zeros(1, 3, 8, 8, dtype=torch.long))
     with pytest.raises(ValueError, match="eval mode"):
         io.plan_for(_net(VggLike).train(), torch.randn(1, 3, 8, 8, dtype=torch.float64))
+
+
+# ---- the schedule: which windows run together ----
+
+
+@pytest.mark.parametrize("case", [
+    (Branches, (1, 3, 17, 19), (3, 3), (2, 2), 7),
+    (VggLike, (1, 3, 20, 20), (6, 6), (2, 3), 5),
+    ("resnet18", (1, 3, 64, 64), (8, 8), (4, 4), 16),
+])
+def test_schedule_partitions_the_windows_and_its_estimate_is_exact(case):
+    cls, shape, window, stride, batch = case
+    if isinstance(cls, str):
+        torch.manual_seed(0)
+        net = getattr(torchvision.models, cls)().eval()
+        x = torch.randn(shape)
+    else:
+        net, x = _net(cls), torch.randn(shape, dtype=torch.float64)
+    plan = io.plan_for(net, x)[0]
+    positions = io._positions(shape[2], shape[3], window, stride)
+    groups = io._schedule(plan, positions, window, batch, io.MATERIALIZE_FRACTION)
+    assert sorted(k for g in groups for k in g) == list(range(len(positions)))
+    assert all(1 <= len(g) <= batch for g in groups)
+    ext = io._Extents(plan, positions, window, io.MATERIALIZE_FRACTION)
+    gen = torch.Generator().manual_seed(1)
+    subsets = groups + [torch.randperm(len(positions), generator=gen)[:int(m)].tolist() for m in (1, 3, batch, 40)]
+    for g in subsets:  # the separable estimate against a geometry of the group itself
+        assert ext.flops(g) == pytest.approx(io._group_flops(plan, [positions[k] for k in g], window,
+                                                             io.MATERIALIZE_FRACTION), rel=1e-12)
+    f = io.occlusion_flops(net, shape, window, stride, batch_size=batch)
+    assert f.executed == pytest.approx(sum(ext.flops(g) for g in groups), rel=1e-12)
+
+
+def test_vgg16_schedule_executes_closer_to_theory():
+    torch.manual_seed(0)
+    net = torchvision.models.vgg16().eval()
+    plan = io.plan_for(net, torch.zeros(1, 3, 224, 224))[0]
+    positions = io._positions(224, 224, (32, 32), (16, 16))
+    natural = [list(range(k * 169 // 6, (k + 1) * 169 // 6)) for k in range(6)]  # the windows in order
+    ext = io._Extents(plan, positions, (32, 32), io.MATERIALIZE_FRACTION)
+    groups = io._schedule(plan, positions, (32, 32), 32, io.MATERIALIZE_FRACTION)
+    full = 169 * sum(io._node_flops(plan, n, io.FULL, 1) for n in ext.nodes)
+    in_order, scheduled = full / sum(map(ext.flops, natural)), full / sum(map(ext.flops, groups))
+    assert in_order == pytest.approx(5.50, abs=0.01) and scheduled > 5.85 and len(groups) <= 8
+
+
+def test_windows_computed_ahead_with_a_baseline_equal_the_loop(monkeypatch):
+    monkeypatch.setattr(io, "GROUP_COST_PER_WEIGHT", 0.0)  # as many groups as saves FLOPs: far from in order
+    net = _net(Branches)
+    x = torch.randn(2, 3, 16, 15, dtype=torch.float64)
+    runner, _ = io.prepare(net, x, 3, 2, 4, required=True, baseline=0.7)
+    assert runner.groups != [list(range(k, min(k + 4, 49))) for k in range(0, 49, 4)]
+    inc = cnnviz.occlusion(net, x, [1, 2], window=3, stride=2, baseline=0.7, batch_size=4, incremental=True)
+    assert inc.incremental
+    torch.testing.assert_close(inc.scores, loop_occlusion(net, x, [1, 2], (3, 3), (2, 2), baseline=0.7),
+                               rtol=1e-9, atol=1e-12)
+
+
+def test_a_batch_that_is_not_the_expected_occlusion_runs_in_full():
+    net = _net(VggLike)
+    x = torch.randn(1, 3, 16, 16, dtype=torch.float64)
+    runner, _ = io.prepare(net, x, 4, 4, 4, required=True, baseline=0.0)
+    with torch.no_grad():
+        torch.testing.assert_close(runner(x), net(x))
+        batch = runner._occluded([0] * 4, runner.positions[:4])
+        batch[2, 0, 15, 15] += 1.0  # outside every window of this batch
+        torch.testing.assert_close(runner(batch), net(batch), rtol=1e-12, atol=1e-12)
+        assert runner.full_batches == 1 and runner.batches == 0
+        good = runner._occluded([0] * 4, runner.positions[4:8])
+        torch.testing.assert_close(runner(good), net(good), rtol=1e-9, atol=1e-12)
+        assert runner.batches >= 1 and runner.full_batches == 1
