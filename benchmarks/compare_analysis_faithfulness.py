@@ -12,7 +12,7 @@ Contenders, all computing the same deletion and insertion curves (checked equal)
 Workloads: the pretrained CIFAR-10 ResNet-20 on the 20 sample images and on one of them
 (32x32, steps 32), and the pretrained MobileNetV2 on 4 ImageNet samples at 224 (steps 16;
 without the per-image loop, whose single-image forwards take minutes per repeat here). cnnviz
-runs at its default batch_size. Repeats are interleaved (cnnviz, per-step, per-image,
+runs at its default batch_size (chosen from the image size: 32 at 32 x 32, 3 at 224 x 224). Repeats are interleaved (cnnviz, per-step, per-image,
 cnnviz, ...); the median and the spread (min-max) of the wall time are printed, and the
 median CPU time of this process (steadier than the wall time on a shared machine, at one
 thread). Counts of forwards are printed too. ``--profile`` adds, per workload, the share of
@@ -21,6 +21,7 @@ perturbed batches).
 
 Usage: python benchmarks/compare_analysis_faithfulness.py [--threads 2] [--repeats 5] [--profile]
        python benchmarks/compare_analysis_faithfulness.py --threads 1 --repeats 2 --forward-sweep
+       python benchmarks/compare_analysis_faithfulness.py --threads 1 --repeats 3 --batch-sweep
 (CNNVIZ_DATA must point at the sample data.) Prints a Markdown table.
 """
 from __future__ import annotations
