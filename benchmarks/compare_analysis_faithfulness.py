@@ -21,7 +21,7 @@ perturbed batches).
 
 Usage: python benchmarks/compare_analysis_faithfulness.py [--threads 2] [--repeats 5] [--profile]
        python benchmarks/compare_analysis_faithfulness.py --threads 1 --repeats 2 --forward-sweep
-       python benchmarks/compare_analysis_faithfulness.py --threads 1 --repeats 3 --batch-sweep
+       python benchmarks/compare_analysis_faithfulness.py --threads 1 --repeats 3 --batch-sweep [resnet20]
 (CNNVIZ_DATA must point at the sample data.) Prints a Markdown table.
 """
 from __future__ import annotations
@@ -189,20 +189,24 @@ def forward_sweep(repeats):
               f"{statistics.median(sys_s[b]):.2f} | {statistics.median(faults[b]):.0f} |")
 
 
-def batch_sweep(repeats, sizes=(1, 2, 3, 4, 6, 8, 16, 32)):
-    """cnnviz.deletion_insertion on MobileNetV2, 4 ImageNet samples at 224, steps 16, at each
-    batch_size (and the default): CPU ms per perturbed image and minor page faults per call,
-    the sizes interleaved over the repeats (after a warm-up round). What the default's bound
-    was chosen from."""
+def batch_sweep(repeats, which="mobilenet_v2"):
+    """cnnviz.deletion_insertion on MobileNetV2, 4 ImageNet samples at 224, steps 16 (or
+    ResNet-20 on the 20 CIFAR samples, steps 32), at each batch_size (and the default): CPU ms
+    per perturbed image and minor page faults per call, the sizes interleaved over the repeats
+    (after a warm-up round). What the default's bound was chosen from."""
     import resource
 
     data = cnnviz.data_dir()
-    folder = os.path.join(data, "images", "imagenet_samples")
-    paths = sorted(os.path.join(folder, f) for f in os.listdir(folder) if f.endswith(".jpg"))[:4]
-    model, x = cnnviz.zoo.pretrained("mobilenet_v2"), load(paths, 224)
+    if which == "mobilenet_v2":
+        folder = os.path.join(data, "images", "imagenet_samples")
+        paths = sorted(os.path.join(folder, f) for f in os.listdir(folder) if f.endswith(".jpg"))[:4]
+        model, x, steps, sizes = cnnviz.zoo.pretrained("mobilenet_v2"), load(paths, 224), 16, (1, 2, 3, 4, 6, 8, 16, 32)
+    else:
+        folder = os.path.join(data, "images", "cifar10_samples")
+        paths = sorted(os.path.join(folder, f) for f in os.listdir(folder) if f.endswith(".png"))
+        model, x, steps, sizes = cnnviz.zoo.pretrained("resnet20"), load(paths), 32, (4, 8, 16, 20, 24, 32, 64)
     torch.manual_seed(0)
-    attribution = torch.rand(x.shape[0], 224, 224)
-    steps = 16
+    attribution = torch.rand(x.shape[0], x.shape[2], x.shape[3])
     images = 2 * x.shape[0] * steps + x.shape[0]
     keys = list(sizes) + [None]
     cpu = {b: [] for b in keys}
@@ -217,7 +221,8 @@ def batch_sweep(repeats, sizes=(1, 2, 3, 4, 6, 8, 16, 32)):
                 faults[b].append(u1.ru_minflt - u0.ru_minflt)
             if b is None:
                 default = res.batch_size
-    print(f"MobileNetV2, 4 images at 224, steps 16 ({images} forwarded images per call), {repeats} rounds")
+    print(f"{which}, {x.shape[0]} images of {tuple(x.shape[1:])}, steps {steps} ({images} forwarded images per call), "
+          f"{repeats} rounds")
     print("| batch_size | CPU ms per image | minor page faults per call |")
     print("|---|---|---|")
     for b in keys:
@@ -233,14 +238,15 @@ def main():
     ap.add_argument("--workload", nargs="*", default=["resnet20", "resnet20_one", "mobilenet_v2"])
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--forward-sweep", action="store_true", help="MobileNetV2 forward cost per batch size")
-    ap.add_argument("--batch-sweep", action="store_true", help="deletion_insertion's cost per batch_size at 224")
+    ap.add_argument("--batch-sweep", nargs="?", const="mobilenet_v2", choices=["mobilenet_v2", "resnet20"],
+                    help="deletion_insertion's cost per batch_size (MobileNetV2 at 224, or ResNet-20)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     if args.forward_sweep:
         forward_sweep(args.repeats)
         return
     if args.batch_sweep:
-        batch_sweep(args.repeats)
+        batch_sweep(args.repeats, args.batch_sweep)
         return
     data = cnnviz.data_dir()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, repeats {args.repeats} (interleaved)\n")

@@ -184,13 +184,13 @@ int64_t deletion_insertion_batch_size(const torch::Tensor& x, const DeletionInse
     detail::check_batch_size(*options.batch_size());
     return *options.batch_size();
   }
-  // Measured on MobileNetV2 at 224 x 224 (benchmarks/RESULTS.md): above this input size per
-  // batch, glibc serves the activations from fresh pages on every forward.
-  constexpr int64_t cpu_input_values = int64_t{1} << 19, most = 32;
+  // Measured (benchmarks/RESULTS.md): above 3 MobileNetV2 images at 224 x 224, or 24 ResNet-20
+  // images at 32 x 32, glibc serves the activations from fresh pages on every forward.
+  constexpr int64_t cpu_input_values = int64_t{1} << 19, cpu_most = 16, elsewhere = 32;
   TORCH_CHECK_VALUE(x.defined() && x.dim() >= 2, "cnnviz: deletion_insertion_batch_size needs a batch (N, C, H, W)");
-  if (!x.device().is_cpu()) return most;
+  if (!x.device().is_cpu()) return elsewhere;
   const int64_t per_image = std::max<int64_t>(1, x[0].numel());
-  return std::clamp<int64_t>(cpu_input_values / per_image, 1, most);
+  return std::clamp<int64_t>(cpu_input_values / per_image, 1, cpu_most);
 }
 
 DeletionInsertionResult deletion_insertion(const AnyModel& model, const torch::Tensor& x,

@@ -74,8 +74,8 @@ def deletion_insertion(model, x: torch.Tensor, attribution: MapLike, target: Tar
     ``batch_size`` at a time (deletion's first point and insertion's last are x itself,
     scored by one forward of x). ``batch_size=None`` (the default) chooses it from the image
     size: on a CPU as many images as keep one batch's input under 2^19 values (3 at
-    3 x 224 x 224, 32 at 3 x 32 x 32), at least 1 and at most 32; on other devices 32. Larger
-    batches at ImageNet sizes run slower per image on a CPU with glibc's default allocator
+    3 x 224 x 224), at least 1 and at most 16; on other devices 32. Larger batches run slower
+    per image on a CPU with glibc's default allocator
     (their activations come from fresh pages on every forward; benchmarks/RESULTS.md,
     "Analysis: deletion/insertion"). The result's ``batch_size`` says which was used.
 

@@ -124,7 +124,7 @@ def _rows(model, fn):
 
 def test_deletion_insertion_batch_size_adapts_to_the_image_size():
     """Unset, batch_size keeps one batch's input under 2^19 values on a CPU (3 images at
-    3 x 224 x 224, at most 32 small ones); an explicit batch_size is honoured; the curves do
+    3 x 224 x 224, at most 16 small ones); an explicit batch_size is honoured; the curves do
     not depend on it."""
     model = Strided().eval()
     torch.manual_seed(2)
@@ -140,7 +140,7 @@ def test_deletion_insertion_batch_size_adapts_to_the_image_size():
     assert _rows(model, lambda: cnnviz.deletion_insertion(model, big, map_big, steps=4, batch_size=16))[1:] == [16]
     torch.testing.assert_close(r.deletion, explicit.deletion, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(r.insertion, explicit.insertion, rtol=1e-5, atol=1e-6)
-    assert cnnviz.deletion_insertion(model, small, map_small, steps=40).batch_size == 32
+    assert cnnviz.deletion_insertion(model, small, map_small, steps=40).batch_size == 16
     # Larger than 2^19 values per image: one image per forward.
     huge = torch.randn(1, 3, 512, 512)
     assert cnnviz.deletion_insertion(model, huge, torch.rand(1, 64, 64), steps=1).batch_size == 1

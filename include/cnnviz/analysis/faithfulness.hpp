@@ -35,9 +35,9 @@ class ScriptModel;
   X(Score, score, Score::probability, "The target's softmax probability (RISE) or its logit.")                 \
   X(c10::optional<int64_t>, batch_size, c10::nullopt,                                                          \
     "Perturbed images per forward pass (bounds memory). Unset: on a CPU, as many as keep one batch's input "   \
-    "under 2^19 values (3 images of 3 x 224 x 224, 32 of 3 x 32 x 32), at least 1 and at most 32; elsewhere "  \
-    "32. Larger batches at 224 x 224 run slower per image on a CPU with glibc's default allocator (their "     \
-    "activations come from fresh pages on every forward; benchmarks/RESULTS.md).")                             \
+    "under 2^19 values (3 images of 3 x 224 x 224), at least 1 and at most 16; elsewhere 32. Larger batches "   \
+    "run slower per image on a CPU with glibc's default allocator (their activations come from fresh pages "   \
+    "on every forward; benchmarks/RESULTS.md).")                                                               \
   X(int64_t, seed, 0,                                                                                          \
     "Seeds the random order among pixels of equal attribution (a flat or ReLU-clipped map would otherwise "    \
     "be removed in raster order).")                                                                            \
@@ -73,7 +73,7 @@ DeletionInsertionResult deletion_insertion(const AnyModel& model, const torch::T
                                            const DeletionInsertionOptions& options = {});
 
 /// The batch size deletion_insertion() runs x (N, C, H, W) with: options.batch_size when
-/// set; unset, on a CPU, floor(2^19 / (C H W)) clamped to [1, 32], elsewhere 32.
+/// set; unset, on a CPU, floor(2^19 / (C H W)) clamped to [1, 16], elsewhere 32.
 int64_t deletion_insertion_batch_size(const torch::Tensor& x, const DeletionInsertionOptions& options = {});
 
 /// Spearman rank correlation of a and b (N, ...) per sample, over all other dimensions,
