@@ -804,8 +804,8 @@ class OcclusionFlops:
     """FLOPs of an occlusion run (multiply-adds count 2; every op counted, convolutions and
     linear layers dominate). ``full``: every window through the whole network; ``incremental``:
     each window's exactly affected regions (the theoretical cost); ``executed``: what the
-    incremental engine runs, with its batching (one rectangle size per batch) and layers over
-    MATERIALIZE_FRACTION run in full. ``saving`` = full / incremental; ``executed_saving`` =
+    incremental engine runs, with its batching (the groups of `_schedule`, one rectangle size
+    per group and layer) and layers over MATERIALIZE_FRACTION run in full. ``saving`` = full / incremental; ``executed_saving`` =
     full / executed. ``per_layer``: node name -> (full, incremental) for one image's windows."""
     positions: int
     full: float
