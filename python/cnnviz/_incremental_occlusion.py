@@ -838,6 +838,9 @@ def _group_flops(plan: Plan, windows, window, fraction: float) -> float:
 #: is a large part of its time (measured at 1 thread: VGG16 about 0.1 s and ResNet-18 about
 #: 0.075 s per group on top of the FLOPs at about 55 GFLOP/s, some 380 FLOPs per weight each).
 GROUP_COST_PER_WEIGHT = 400.0
+#: Grids of windows needing more batches than this run in order: their border windows are a
+#: small share, and costing the tilings would take seconds.
+MAX_SCHEDULED_GROUPS = 128
 
 
 def _split(order: List[int], k: int) -> List[List[int]]:
@@ -909,8 +912,11 @@ def _schedule(plan: Plan, positions: List[Tuple[int, int]], window: Tuple[int, i
     order = list(range(len(positions)))
     chunks = -(-len(order) // batch_size)
     natural = [order[k * len(order) // chunks:(k + 1) * len(order) // chunks] for k in range(chunks)]
+    if chunks == 1 or chunks > MAX_SCHEDULED_GROUPS:
+        plan.decisions[key] = natural
+        return natural
     ext = _Extents(plan, positions, window, fraction)
-    if chunks == 1 or len(positions) != len(ext.tops) * len(ext.lefts):
+    if len(positions) != len(ext.tops) * len(ext.lefts):
         plan.decisions[key] = natural
         return natural
     weights = sum(plan.gm.get_submodule(n.target).weight.numel() for n in ext.nodes
@@ -921,8 +927,9 @@ def _schedule(plan: Plan, positions: List[Tuple[int, int]], window: Tuple[int, i
     rows = sorted(ext.tops, key=lambda v: -ext.size(0, v))
     cols = sorted(ext.lefts, key=lambda v: -ext.size(1, v))
     best, best_cost = natural, sum(ext.flops(g) for g in natural) + per_group * len(natural)
-    for kr in range(1, len(rows) + 1):
-        tall = -(-len(rows) // kr)
+    # Each band height once, with the fewest bands giving it (more bands of that height only add groups).
+    talls = {-(-len(rows) // kr): kr for kr in range(len(rows), 0, -1)}
+    for tall, kr in sorted(talls.items()):
         kc_min = next((kc for kc in range(1, len(cols) + 1) if tall * -(-len(cols) // kc) <= batch_size), None)
         if kc_min is None:
             continue
