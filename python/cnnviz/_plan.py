@@ -68,18 +68,35 @@ class _Entry:
         self.verified: Dict[Tuple[int, ...], bool] = {}
 
 
-def _tensors(model: nn.Module):
-    return list(model.parameters()) + [b for b in model.buffers() if b is not None]
-
-
-def _state(model: nn.Module, tensors) -> tuple:
-    """What a plan depends on: each tensor's storage and shape, the modules and their
-    modes (values are shared with the trace, so they need no key)."""
-    return (tuple((t.data_ptr(), tuple(t.shape)) for t in tensors),
-            tuple((id(m), m.training) for m in model.modules()))
+def _walk(model: nn.Module) -> Tuple[tuple, int, bool]:
+    """One pass over the modules (a lookup runs on every call, and ``modules()``,
+    ``parameters()`` and ``buffers()`` each walk the tree again): what a plan depends on
+    (each module's identity and mode, each parameter's and buffer's storage and shape; the
+    values are shared with the trace, so they need no key), the parameters' elements, and
+    whether a module trains or has hooks."""
+    modules, tensors = [], []
+    elements, hooked = 0, False
+    stack, seen = [model], set()
+    while stack:
+        m = stack.pop()
+        if id(m) in seen:
+            continue
+        seen.add(id(m))
+        modules.append((id(m), m.training))
+        hooked = hooked or m.training or bool(m._forward_hooks) or bool(m._forward_pre_hooks)
+        for p in m._parameters.values():
+            if p is not None:
+                tensors.append((p.data_ptr(), p.shape))
+                elements += p.numel()
+        for b in m._buffers.values():
+            if b is not None:
+                tensors.append((b.data_ptr(), b.shape))
+        stack.extend(c for c in m._modules.values() if c is not None)
+    return (tuple(tensors), tuple(modules)), elements, hooked
 
 
 def _eligible(model, x: torch.Tensor) -> bool:
+    """The checks that need no walk over the modules."""
     if not isinstance(model, nn.Module) or isinstance(model, torch.jit.ScriptModule):
         return False
     if not inference_plans_enabled() or not isinstance(x, torch.Tensor) or x.dim() != 4:
@@ -87,12 +104,7 @@ def _eligible(model, x: torch.Tensor) -> bool:
     if x.dtype != torch.float32 or torch.is_autocast_enabled() or torch.is_autocast_cpu_enabled():
         return False
     from torch.nn.modules import module as _m
-    if _m._global_forward_hooks or _m._global_forward_pre_hooks:
-        return False
-    for m in model.modules():
-        if m.training or m._forward_hooks or m._forward_pre_hooks:
-            return False
-    return True
+    return not (_m._global_forward_hooks or _m._global_forward_pre_hooks)
 
 
 def _build(model: nn.Module, x: torch.Tensor):
@@ -120,13 +132,11 @@ def model_for(model, x: torch.Tensor, layers: Sequence[str] = ()):
     """The plan that serves a call on ``x`` (capturing ``layers``), or ``model`` itself."""
     if not _eligible(model, x):
         return model
-    tensors = _tensors(model)
-    per_image = x[0].numel()
-    if per_image * max(1, sum(t.numel() for t in tensors if isinstance(t, nn.Parameter))) >= _SMALL_WORK:
+    state, elements, hooked = _walk(model)
+    if hooked or x[0].numel() * max(1, elements) >= _SMALL_WORK:
         return model
     image = tuple(x.shape[1:])
     with _lock:
-        state = _state(model, tensors)
         entry = _plans.get(model)
         if entry is None or entry.state != state:
             entry = _Entry(state)
