@@ -34,7 +34,7 @@ Passes: one path point of one image is one forward+backward pass, as both modes 
 ``passes``; both modes also run one forward-only pass each for x and the baseline, not counted.
 
 Usage: python benchmarks/compare_ig_adaptive.py [--models resnet20 mobilenet_v2] [--tolerance 0.01]
-       [--threads 1] [--repeats 3] [--reference-images 20] [--timing-images 20] [--check-images 20]
+       [--threads 1] [--repeats 3] [--warmup 1] [--reference-images 20] [--timing-images 20] [--check-images 20]
        [--contenders riemann_trapezoid gauss_legendre trapezoid_panels] [--refine] [--state FILE]
 (CNNVIZ_DATA must point at the sample data.) Prints Markdown tables.
 """
@@ -306,8 +306,9 @@ def run_model(name, args):
             calls[c] = (lambda n=count(c), c=c: cnnviz.integrated_gradients(
                 model, xs, ts, steps=n, method=c, batch_size=batch))
         times = {c: [] for c in calls}
-        for fn in calls.values():  # warm-up
-            fn()
+        for _ in range(args.warmup):
+            for fn in calls.values():
+                fn()
         for _ in range(args.repeats):
             for c, fn in calls.items():
                 t0 = time.process_time()
@@ -405,6 +406,7 @@ def main():
     ap.add_argument("--tolerance", type=float, default=0.01)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--warmup", type=int, default=1, help="untimed calls of each contender before the repeats")
     ap.add_argument("--reference-images", type=int, default=20)
     ap.add_argument("--timing-images", type=int, default=20)
     ap.add_argument("--scan-to", type=int, default=0,

@@ -25,7 +25,7 @@ adaptivity. The attribution is always the composite trapezoid rule on the evalua
 The "mid" variant reproduces the library's pass counts (1528 on the ResNet-20 samples).
 
 Usage: python benchmarks/study_ig_refinement.py [--model resnet20] [--reference FILE]
-       [--variants JSON ...] [--uniform 32 54 76 108]
+       [--variants JSON ...] [--uniform 32 54 76 108] [--jumps 4]
 (CNNVIZ_DATA must point at the sample data; --reference caches the reference.) Prints a
 Markdown table.
 """
@@ -215,6 +215,9 @@ def main():
     ap.add_argument("--variants", nargs="*", type=json.loads, default=DEFAULT_VARIANTS,
                     help='JSON objects of adaptive() keywords, e.g. \'{"split": "jump", "lo": 0.1}\'')
     ap.add_argument("--uniform", nargs="*", type=int, default=[32, 54, 76, 108])
+    ap.add_argument("--jumps", type=int, default=0,
+                    help="also count, on the first JUMPS images, the sub-panels of a 2048-panel uniform grid "
+                         "over which the integrand changes (by more than 1e-4 of its range)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     model = cnnviz.zoo.pretrained(args.model)
@@ -245,6 +248,11 @@ def main():
         delta = (attr.double().sum((1, 2, 3)) - torch.tensor(gap)).abs() / torch.tensor(gap).abs()
         print(f"| adaptive {json.dumps(v)} | {sum(passes)} / {max(passes)} | {rounds} | {sum(converged)} | "
               f"\\|delta\\| {delta.max().item():.4f} | {mx:.4f} | {med:.4f} | {rho:.4f} |", flush=True)
+    for i in range(min(args.jumps, x.shape[0])):
+        g = torch.tensor([v[1] for v in oracle([(i, j / 2048) for j in range(2049)])])
+        change = g.diff().abs()
+        print(f"image {i}: the integrand changes over {int((change > 1e-4 * (g.max() - g.min())).sum())} of 2048 "
+              f"sub-panels; total variation {change.sum().item():.1f}, f(x) - f(0) = {gap[i]:.2f}", flush=True)
     for steps in args.uniform:
         attr, errs = uniform(oracle, gap, steps)
         mx, med, rho = difference(attr, ref)
