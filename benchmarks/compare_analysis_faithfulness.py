@@ -140,7 +140,7 @@ def workload(name, model, x, steps, repeats, per_image_loop=True, profile=False)
             times[key].append(time.perf_counter() - t0)
             cpu[key].append(time.process_time() - c0)
     n = x.shape[0]
-    batch_size = cnnviz.faithfulness._DI.batch_size
+    batch_size = cnnviz.deletion_insertion(model, x, attribution, target, steps=1).batch_size  # the default's choice
     # cnnviz scores x once (deletion's first point, insertion's last) and runs the other 2 n steps images.
     forwards = {"cnnviz": f"{-(-2 * n * steps // batch_size) + 1}: {2 * n * steps + n} images",
                 "per-step": f"{2 * (steps + 1)}: {2 * n * (steps + 1)} images",
@@ -188,6 +188,43 @@ def forward_sweep(repeats):
               f"{statistics.median(sys_s[b]):.2f} | {statistics.median(faults[b]):.0f} |")
 
 
+def batch_sweep(repeats, sizes=(1, 2, 3, 4, 6, 8, 16, 32)):
+    """cnnviz.deletion_insertion on MobileNetV2, 4 ImageNet samples at 224, steps 16, at each
+    batch_size (and the default): CPU ms per perturbed image and minor page faults per call,
+    the sizes interleaved over the repeats (after a warm-up round). What the default's bound
+    was chosen from."""
+    import resource
+
+    data = cnnviz.data_dir()
+    folder = os.path.join(data, "images", "imagenet_samples")
+    paths = sorted(os.path.join(folder, f) for f in os.listdir(folder) if f.endswith(".jpg"))[:4]
+    model, x = cnnviz.zoo.pretrained("mobilenet_v2"), load(paths, 224)
+    torch.manual_seed(0)
+    attribution = torch.rand(x.shape[0], 224, 224)
+    steps = 16
+    images = 2 * x.shape[0] * steps + x.shape[0]
+    keys = list(sizes) + [None]
+    cpu = {b: [] for b in keys}
+    faults = {b: [] for b in keys}
+    for r in range(repeats + 1):
+        for b in keys:
+            u0, c0 = resource.getrusage(resource.RUSAGE_SELF), time.process_time()
+            res = cnnviz.deletion_insertion(model, x, attribution, steps=steps, batch_size=b)
+            c1, u1 = time.process_time(), resource.getrusage(resource.RUSAGE_SELF)
+            if r:
+                cpu[b].append((c1 - c0) / images)
+                faults[b].append(u1.ru_minflt - u0.ru_minflt)
+            if b is None:
+                default = res.batch_size
+    print(f"MobileNetV2, 4 images at 224, steps 16 ({images} forwarded images per call), {repeats} rounds")
+    print("| batch_size | CPU ms per image | minor page faults per call |")
+    print("|---|---|---|")
+    for b in keys:
+        name = f"default ({default})" if b is None else str(b)
+        print(f"| {name} | {statistics.median(cpu[b]) * 1e3:.1f} ({min(cpu[b]) * 1e3:.1f}-{max(cpu[b]) * 1e3:.1f}) | "
+              f"{statistics.median(faults[b]):.0f} |")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=2)
@@ -195,10 +232,14 @@ def main():
     ap.add_argument("--workload", nargs="*", default=["resnet20", "resnet20_one", "mobilenet_v2"])
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--forward-sweep", action="store_true", help="MobileNetV2 forward cost per batch size")
+    ap.add_argument("--batch-sweep", action="store_true", help="deletion_insertion's cost per batch_size at 224")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     if args.forward_sweep:
         forward_sweep(args.repeats)
+        return
+    if args.batch_sweep:
+        batch_sweep(args.repeats)
         return
     data = cnnviz.data_dir()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, repeats {args.repeats} (interleaved)\n")

@@ -3,10 +3,16 @@
 1. ``cnnviz.cka`` over 20 x 20 layers of the CIFAR ResNet-20 and ResNet-56 on 500 images
    (the 20 CIFAR-10 samples repeated with noise; random weights when the sample data is
    missing), streamed in batches of 50 (minibatch unbiased HSIC, Nguyen et al. 2021), against
-   the straightforward full-data implementation that stores every layer's activations for
-   all images, then forms each layer's 500 x 500 centred Gram matrix once and every pair's
-   CKA from them (Kornblith et al. 2019). Peak memory of each is measured in a child process
-   (peak RSS, VmHWM, above the RSS after loading the models and images).
+   two full-data implementations that store every layer's activations for all images:
+   - textbook: Kornblith et al.'s published NumPy code (gram_linear, center_gram, cka),
+     called as they call it, ``cka(gram_linear(X), gram_linear(Y))`` per pair of layers, so
+     each layer's 500 x 500 Gram matrix is formed again for every pair it is in (the issue's
+     "straightforward implementation"; ``--textbook-pairs K`` times K pairs and scales the
+     pair loop to the 400);
+   - Gram-once: the same CKA with each layer's centred Gram matrix formed once (PyTorch), and
+     every pair's CKA from them (a stronger reference).
+   Peak memory of each is measured in a child process (peak RSS, VmHWM, above the RSS after
+   loading the models and images).
 2. ``cnnviz.filter_statistics`` of ResNet-20's ``layer2`` over a DataLoader of 500 images
    (batches of 50) against a per-image Python loop (forward hook, Welford update per image).
 
@@ -15,7 +21,7 @@ Wall and CPU time (this process) are both printed: at one thread on a shared mac
 time is the steadier. ``--cka-profile`` adds the per-batch breakdown of ``cnnviz.cka`` (plain
 forwards, capture, Gram + HSIC).
 Usage: python benchmarks/compare_analysis_filters.py [--threads 1] [--repeats 5] [--memory-only]
-       [--cka-only] [--cka-profile]
+       [--cka-only] [--cka-profile] [--textbook-pairs K] [--statistics-only]
 """
 import argparse
 import os
@@ -24,10 +30,24 @@ import subprocess
 import sys
 import time
 
-import torch
-from torch.utils.data import DataLoader, TensorDataset
 
-import cnnviz
+def _threads_arg(argv):
+    for i, a in enumerate(argv):
+        if a == "--threads" and i + 1 < len(argv):
+            return argv[i + 1]
+        if a.startswith("--threads="):
+            return a.split("=", 1)[1]
+    return "1"
+
+
+# NumPy's BLAS (OpenBLAS here) reads its thread count at load: the same as torch's.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", _threads_arg(sys.argv))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
+
+import cnnviz  # noqa: E402
 
 N_IMAGES, BATCH = 500, 50
 
@@ -59,26 +79,80 @@ def twenty_layers(model):
     return [names[round(i * step)] for i in range(20)]
 
 
+def activations(model, x, layers):
+    """Every layer's activations for all images, (N, features) each, by forward hooks."""
+    got = {n: [] for n in layers}
+    mods = dict(model.named_modules())
+    hs = [mods[n].register_forward_hook(lambda m, i, o, n=n: got[n].append(o.detach().flatten(1)))
+          for n in layers]
+    with torch.no_grad():
+        for b in x.split(BATCH):
+            model(b)
+    for h in hs:
+        h.remove()
+    return [torch.cat(got[n]) for n in layers]
+
+
+# Kornblith et al. 2019, the published code (google-research/google-research,
+# representation_similarity), linear kernel, the biased estimator.
+def gram_linear(x):
+    return x.dot(x.T)
+
+
+def center_gram(gram, unbiased=False):
+    if not np.allclose(gram, gram.T):
+        raise ValueError("Input must be a symmetric matrix.")
+    gram = gram.copy()
+    assert not unbiased
+    means = np.mean(gram, 0, dtype=np.float64)
+    means -= np.mean(means) / 2
+    gram -= means[:, None]
+    gram -= means[None, :]
+    return gram
+
+
+def cka_textbook(gram_x, gram_y, debiased=False):
+    gram_x = center_gram(gram_x, unbiased=debiased)
+    gram_y = center_gram(gram_y, unbiased=debiased)
+    scaled_hsic = gram_x.ravel().dot(gram_y.ravel())
+    normalization_x = np.linalg.norm(gram_x)
+    normalization_y = np.linalg.norm(gram_y)
+    return scaled_hsic / (normalization_x * normalization_y)
+
+
+def pair_subset(la, lb, k):
+    """k of the len(la) x len(lb) pairs, spread evenly over the matrix (all when k is None)."""
+    pairs = [(i, j) for i in range(len(la)) for j in range(len(lb))]
+    if k is None or k >= len(pairs):
+        return pairs
+    step = len(pairs) / k
+    return [pairs[int(i * step)] for i in range(k)]
+
+
+def textbook_cka(model_a, model_b, x, layers_a, layers_b, pairs=None, parts=None):
+    """Stores all activations, then ``cka(gram_linear(X), gram_linear(Y))`` per pair; pairs
+    not computed are NaN. ``parts`` (a dict) receives the CPU seconds of the two phases."""
+    c0 = time.process_time()
+    xs = [a.numpy() for a in activations(model_a, x, layers_a)]
+    ys = [b.numpy() for b in activations(model_b, x, layers_b)]
+    c1 = time.process_time()
+    out = np.full((len(xs), len(ys)), np.nan)
+    for i, j in pairs if pairs is not None else pair_subset(layers_a, layers_b, None):
+        out[i, j] = cka_textbook(gram_linear(xs[i]), gram_linear(ys[j]))
+    if parts is not None:
+        parts.setdefault("store", []).append(c1 - c0)
+        parts.setdefault("pairs", []).append(time.process_time() - c1)
+    return torch.from_numpy(out)
+
+
 def reference_cka(model_a, model_b, x, layers_a, layers_b):
     """Stores all activations, forms each layer's full centred Gram once, then all pairs."""
-    def activations(model, layers):
-        got = {n: [] for n in layers}
-        mods = dict(model.named_modules())
-        hs = [mods[n].register_forward_hook(lambda m, i, o, n=n: got[n].append(o.detach().flatten(1)))
-              for n in layers]
-        with torch.no_grad():
-            for b in x.split(BATCH):
-                model(b)
-        for h in hs:
-            h.remove()
-        return [torch.cat(got[n]) for n in layers]
-
     def centred_gram(a):
         k = (a @ a.T).double()
         return k - k.mean(0, keepdim=True) - k.mean(1, keepdim=True) + k.mean()
 
-    ga = [centred_gram(a) for a in activations(model_a, layers_a)]
-    gb = [centred_gram(b) for b in activations(model_b, layers_b)]
+    ga = [centred_gram(a) for a in activations(model_a, x, layers_a)]
+    gb = [centred_gram(b) for b in activations(model_b, x, layers_b)]
     na = torch.stack([g.norm() for g in ga])
     nb = torch.stack([g.norm() for g in gb])
     hab = torch.stack([torch.stack([(g * h).sum() for h in gb]) for g in ga])
@@ -146,7 +220,7 @@ def run_child(which: str):
     with torch.no_grad():
         model_a(x[:2]), model_b(x[:2])
     base = rss_mib()
-    fn = ours_cka if which == "ours" else reference_cka
+    fn = {"ours": ours_cka, "reference": reference_cka, "textbook": textbook_cka}[which]
     fn(model_a, model_b, x, la, lb)
     print(f"{peak_rss_mib() - base:.1f}")
 
@@ -219,60 +293,53 @@ def cka_profile(model_a, model_b, x, la, lb, repeats):
         print(f"  {k:45s}: {statistics.median(c) * 1e3:6.0f}  ({min(c) * 1e3:.0f}-{max(c) * 1e3:.0f})")
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--child", choices=["ours", "reference"])
-    ap.add_argument("--memory-only", action="store_true")
-    ap.add_argument("--cka-only", action="store_true", help="skip filter_statistics")
-    ap.add_argument("--cka-profile", action="store_true", help="also the per-batch breakdown of cnnviz.cka")
-    args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-    if args.child:
-        run_child(args.child)
-        return
-    model_a, model_b, pretrained = models()
-    x = images()
-    la, lb = twenty_layers(model_a), twenty_layers(model_b)
-    print(f"threads={torch.get_num_threads()} torch={torch.__version__} pretrained={pretrained} "
-          f"images={N_IMAGES} batch={BATCH} load={os.getloadavg()[0]:.1f}")
-
-    if args.memory_only:
-        mem_ours, mem_ref = peak_memory("ours", args.threads), peak_memory("reference", args.threads)
-        print(f"  peak memory above the loaded models: cnnviz.cka {mem_ours:.0f} MiB, reference {mem_ref:.0f} MiB")
-        return
-    # Agreement first: the minibatch estimate against the full-data CKA.
+def cka_benchmark(args, model_a, model_b, x, la, lb):
+    pairs = pair_subset(la, lb, args.textbook_pairs)
+    scale = len(la) * len(lb) / len(pairs)
+    # Agreement first: textbook = Gram-once (both the full-data biased CKA), and the minibatch
+    # estimate against it.
     ours, ref = ours_cka(model_a, model_b, x, la, lb), reference_cka(model_a, model_b, x, la, lb)
-    print(f"\nCKA {len(la)}x{len(lb)} layers, ResNet-20 x ResNet-56: max |minibatch - full| = "
-          f"{(ours - ref).abs().max().item():.4f}")
+    text = textbook_cka(model_a, model_b, x, la, lb, pairs)
+    done = ~torch.isnan(text)
+    print(f"\nCKA {len(la)}x{len(lb)} layers, ResNet-20 x ResNet-56: max |textbook - Gram-once| = "
+          f"{(text[done] - ref[done]).abs().max().item():.1e} over {int(done.sum())} pairs; "
+          f"max |minibatch - full| = {(ours - ref).abs().max().item():.4f}")
+    if len(pairs) < len(la) * len(lb):
+        print(f"  textbook: {len(pairs)} of the {len(la) * len(lb)} pairs timed; its pair loop is scaled by "
+              f"{scale:.1f} (the activations are stored once either way)")
 
     def forwards():
         with torch.no_grad():
             for b in x.split(BATCH):
                 model_a(b), model_b(b)
 
+    parts = {}
     t = interleaved({"cnnviz.cka": lambda: ours_cka(model_a, model_b, x, la, lb),
-                     "full-data reference": lambda: reference_cka(model_a, model_b, x, la, lb),
+                     "textbook (per pair)": lambda: textbook_cka(model_a, model_b, x, la, lb, pairs, parts),
+                     "Gram-once reference": lambda: reference_cka(model_a, model_b, x, la, lb),
                      "forward passes alone": forwards}, args.repeats)
+    parts = {k: v[1:] for k, v in parts.items()}  # the warm-up round is dropped, as in interleaved()
+    text_cpu = [st + pr * scale for st, pr in zip(parts["store"], parts["pairs"])]
     for name, ts in t.items():
         print(f"  {name:22s}: {fmt(ts, name)}")
-    m_ours, m_ref, m_fwd = (statistics.median(t[k]) for k in ("cnnviz.cka", "full-data reference",
-                                                                "forward passes alone"))
-    print(f"  ratio end to end: {m_ref / m_ours:.1f}x; CKA work beyond the forwards: "
-          f"{(m_ref - m_fwd) / max(m_ours - m_fwd, 1e-9):.1f}x")
-    if CPU:
-        c_ours, c_ref, c_fwd = (statistics.median(CPU[k]) for k in ("cnnviz.cka", "full-data reference",
-                                                                     "forward passes alone"))
-        print(f"  by CPU time: end to end {c_ref / c_ours:.2f}x; the forwards bound any implementation to "
-              f"{c_ref / c_fwd:.2f}x; cnnviz.cka spends {c_ours / c_fwd:.2f}x the plain forwards")
+    print(f"  textbook CPU parts: storing the activations {statistics.median(parts['store']):.2f} s, the "
+          f"{len(pairs)} pairs {statistics.median(parts['pairs']):.2f} s; scaled to all pairs "
+          f"{statistics.median(text_cpu):.2f} s ({min(text_cpu):.2f}-{max(text_cpu):.2f})")
+    c_ours, c_ref, c_fwd = (statistics.median(CPU[k]) for k in ("cnnviz.cka", "Gram-once reference",
+                                                                 "forward passes alone"))
+    c_text = statistics.median(text_cpu)
+    print(f"  by CPU time: textbook / cnnviz.cka {c_text / c_ours:.2f}x; Gram-once / cnnviz.cka "
+          f"{c_ref / c_ours:.2f}x; the forwards cap any streaming method at {c_text / c_fwd:.2f}x the textbook "
+          f"and {c_ref / c_fwd:.2f}x the Gram-once reference; cnnviz.cka spends {c_ours / c_fwd:.2f}x the "
+          f"plain forwards")
     if args.cka_profile:
         cka_profile(model_a, model_b, x, la, lb, args.repeats)
-    mem_ours, mem_ref = peak_memory("ours", args.threads), peak_memory("reference", args.threads)
-    print(f"  peak memory above the loaded models: cnnviz.cka {mem_ours:.0f} MiB, reference {mem_ref:.0f} MiB")
-    if args.cka_only:
-        return
+    mem = {k: peak_memory(k, args.threads) for k in ("ours", "reference", "textbook")}
+    print(f"  peak memory above the loaded models: cnnviz.cka {mem['ours']:.0f} MiB, Gram-once reference "
+          f"{mem['reference']:.0f} MiB, textbook {mem['textbook']:.0f} MiB")
 
+
+def statistics_benchmark(args, model_a, x):
     layer = "layer2"
     s_ours, s_ref = ours_statistics(model_a, x, layer), reference_statistics(model_a, x, layer)
     print(f"\nfilter_statistics of ResNet-20 {layer}, {N_IMAGES} images: max |mean diff| = "
@@ -281,7 +348,42 @@ def main():
                      "per-image Python loop": lambda: reference_statistics(model_a, x, layer)}, args.repeats)
     for name, ts in t.items():
         print(f"  {name:24s}: {fmt(ts, name)}")
-    print(f"  ratio: {statistics.median(t['per-image Python loop']) / statistics.median(t['cnnviz (DataLoader, 50)']):.1f}x")
+    print(f"  ratio: wall {statistics.median(t['per-image Python loop']) / statistics.median(t['cnnviz (DataLoader, 50)']):.1f}x, "
+          f"CPU {statistics.median(CPU['per-image Python loop']) / statistics.median(CPU['cnnviz (DataLoader, 50)']):.2f}x")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--child", choices=["ours", "reference", "textbook"])
+    ap.add_argument("--memory-only", action="store_true")
+    ap.add_argument("--cka-only", action="store_true", help="skip filter_statistics")
+    ap.add_argument("--statistics-only", action="store_true", help="skip CKA")
+    ap.add_argument("--cka-profile", action="store_true", help="also the per-batch breakdown of cnnviz.cka")
+    ap.add_argument("--textbook-pairs", type=int, default=None,
+                    help="time the textbook CKA on this many of the 400 pairs and scale its pair loop")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    if args.child:
+        run_child(args.child)
+        return
+    model_a, model_b, pretrained = models()
+    x = images()
+    la, lb = twenty_layers(model_a), twenty_layers(model_b)
+    print(f"threads={torch.get_num_threads()} (OPENBLAS_NUM_THREADS={os.environ['OPENBLAS_NUM_THREADS']}) "
+          f"torch={torch.__version__} numpy={np.__version__} pretrained={pretrained} images={N_IMAGES} "
+          f"batch={BATCH} load={os.getloadavg()[0]:.1f}")
+
+    if args.memory_only:
+        mem = {k: peak_memory(k, args.threads) for k in ("ours", "reference", "textbook")}
+        print(f"  peak memory above the loaded models: cnnviz.cka {mem['ours']:.0f} MiB, Gram-once reference "
+              f"{mem['reference']:.0f} MiB, textbook {mem['textbook']:.0f} MiB")
+        return
+    if not args.statistics_only:
+        cka_benchmark(args, model_a, model_b, x, la, lb)
+    if not args.cka_only:
+        statistics_benchmark(args, model_a, x)
 
 
 if __name__ == "__main__":

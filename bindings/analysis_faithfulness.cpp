@@ -39,6 +39,7 @@ void bind_deletion_insertion(py::module_& m) {
       .def_readonly("insertion_auc", &DeletionInsertionResult::insertion_auc)
       .def_readonly("target", &DeletionInsertionResult::target)
       .def_readonly("logits", &DeletionInsertionResult::logits)
+      .def_readonly("batch_size", &DeletionInsertionResult::batch_size)
       .def_readonly("stopped_early", &DeletionInsertionResult::stopped_early)
       .def_readwrite("interrupted", &DeletionInsertionResult::interrupted)
       .def("__repr__", [](const DeletionInsertionResult& r) {
@@ -56,6 +57,8 @@ void bind_deletion_insertion(py::module_& m) {
       return cnnviz::deletion_insertion(mdl, x, attribution, t, o.progress(cb));
     });
   });
+  m.def("deletion_insertion_batch_size", &cnnviz::deletion_insertion_batch_size, py::arg("x"),
+        py::arg("options") = DeletionInsertionOptions());
   m.def("rank_correlation", &cnnviz::rank_correlation, py::call_guard<py::gil_scoped_release>());
 }
 

@@ -22,6 +22,8 @@ void init_models(py::module_& m) {
   init_py_model_state(m);
   m.def("set_num_threads", &cnnviz::set_num_threads, py::arg("n"));
   m.def("get_num_threads", &cnnviz::get_num_threads);
+  // OpenBLAS's process-wide thread count (0 without OpenBLAS), which ThreadScope lowers.
+  m.def("_blas_num_threads", &detail::blas_num_threads);
   // The count a call of `rows` images like x per pass would run at (for tests and docs).
   m.def("_policy_threads", [](py::object model, const torch::Tensor& x, int64_t rows) {
     return policy_threads(to_model(model), x, rows);

@@ -216,12 +216,20 @@ CaptureResult PyModel::capture(const torch::Tensor& x, const CaptureRequest& req
     for (auto& kv : last_needed) {
       const std::string name = kv.first;
       const bool copy = wants_copy(name);
-      auto hook = py::cpp_function([&calls, &satisfied, &copies, &uncopied, can_stop, copy, name, owner](
+      // With a cut, every call up to the requested one starts a new graph (a later call may
+      // lie downstream of the requested one, so it keeps its history).
+      const bool cut = request.cut;
+      const int64_t last = kv.second;
+      auto hook = py::cpp_function([&calls, &satisfied, &copies, &uncopied, can_stop, copy, cut, last, name, owner](
                                        py::handle, py::handle, py::handle out) -> py::object {
         if (std::this_thread::get_id() != owner) return py::none();
         auto t = first_tensor(out);
+        const bool cut_here = cut && t.defined() && THPVariable_Check(out.ptr()) && !t.is_inference() &&
+                              (last < 0 || static_cast<int64_t>(calls[name].size()) <= last);
+        if (cut_here) t = t.detach().requires_grad_(true);
         calls[name].push_back(t);
         if (can_stop && satisfied()) throw StopForward();
+        if (cut_here) return py::cast(t.clone());  // downstream in-place ops may not write to a leaf
         if (!t.defined() || !THPVariable_Check(out.ptr())) return py::none();
         if (copy || t.is_inference()) {  // inference tensors have no version counter
           auto c = t.clone();

@@ -24,6 +24,7 @@ class PyModel final : public ModelBase {
   std::vector<torch::Tensor> parameters() const override;
   torch::Tensor parameter(const std::string& layer, const std::string& name) const override;
   std::string describe() const override;
+  bool can_cut() const override { return true; }
 
  private:
   py::object module_;

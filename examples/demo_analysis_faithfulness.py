@@ -7,6 +7,8 @@ sanity check and the adversarial report (challenge 4), as figures and one HTML p
   21_deletion_insertion.png   Grad-CAM against a random map of the CAM's resolution
   22_sanity_check.png         saliency's correlation as MobileNetV2 is randomized from the top
   23_adversarial_report.png   PGD example, predictions, saliency before/after, layer divergence
+  analysis_layer_information.html, analysis_deletion_insertion.html,
+  analysis_sanity_check.html, analysis_adversarial_report.html   a page per analysis
   analysis_faithfulness.html  the four figures with their numbers
 
 Standalone: python examples/demo_analysis_faithfulness.py [--out out] [--image PATH]
@@ -23,6 +25,7 @@ import torch  # noqa: E402
 
 import cnnviz  # noqa: E402
 import cnnviz.plot  # noqa: E402
+from _analysis_pages import write_pages  # noqa: E402
 
 
 def _save(fig, out_dir, name):
@@ -46,7 +49,7 @@ def run(model, x, out_dir, iterations=30, labels="imagenet"):
                    f"<td>{float(p):.1f}</td></tr>"
                    for n, c, h, w, s, p in zip(info.layers, info.channels, info.height, info.width,
                                                info.ssim[:, 0], info.psnr[:, 0]))
-    sections.append(("Layer information (challenge 3)", fig,
+    sections.append(("layer_information", "Layer information (challenge 3)", fig,
                      f"<table><tr><th>layer</th><th>C x h x w</th><th>SSIM</th><th>PSNR dB</th></tr>{rows}</table>"
                      f"<p>Bottleneck: <b>{html.escape(info.bottleneck_layer)}</b> (SSIM falls by "
                      f"{float(info.ssim_drop[info.bottleneck]):.3f}).</p>"))
@@ -62,7 +65,7 @@ def run(model, x, out_dir, iterations=30, labels="imagenet"):
     fig = _save(cnnviz.plot.show_deletion_insertion({"Grad-CAM": r_cam, "random 7x7": r_rnd},
                                                     title=f"{x.shape[0]} photos, MobileNetV2"),
                 out_dir, "21_deletion_insertion.png")
-    sections.append(("Deletion and insertion (Petsiuk et al. 2018)", fig,
+    sections.append(("deletion_insertion", "Deletion and insertion (Petsiuk et al. 2018)", fig,
                      f"<p>Mean deletion AUC: Grad-CAM {float(r_cam.deletion_auc.mean()):.3f}, random "
                      f"{float(r_rnd.deletion_auc.mean()):.3f} (lower is better). Mean insertion AUC: Grad-CAM "
                      f"{float(r_cam.insertion_auc.mean()):.3f}, random {float(r_rnd.insertion_auc.mean()):.3f} "
@@ -73,7 +76,7 @@ def run(model, x, out_dir, iterations=30, labels="imagenet"):
     print(f"  sanity check ({time.perf_counter() - t:.0f} s): {sc!r}")
     fig = _save(cnnviz.plot.show_sanity_check(sc, x0), out_dir, "22_sanity_check.png")
     rho = sc.rank_correlation[:, 0]
-    sections.append(("Sanity check: model-parameter randomization (Adebayo et al. 2018)", fig,
+    sections.append(("sanity_check", "Sanity check: model-parameter randomization (Adebayo et al. 2018)", fig,
                      f"<p>Saliency's rank correlation with the trained model's map: {float(rho[0]):.2f} after "
                      f"randomizing {html.escape(sc.steps[0])}, {float(rho[-1]):.2f} with every layer "
                      "randomized. The model itself is untouched (a deep copy is randomized).</p>"))
@@ -83,20 +86,13 @@ def run(model, x, out_dir, iterations=30, labels="imagenet"):
     print(f"  adversarial report ({time.perf_counter() - t:.0f} s): {rep!r}")
     fig = _save(cnnviz.plot.show_adversarial_report(rep, x0, labels=labels), out_dir, "23_adversarial_report.png")
     before, after = int(rep.attack.prediction_before[0]), int(rep.attack.prediction_after[0])
-    sections.append(("Adversarial report (challenge 4)", fig,
+    sections.append(("adversarial_report", "Adversarial report (challenge 4)", fig,
                      f"<p>PGD, 10 steps within 2/255: {html.escape(names[before] if names else str(before))} &rarr; "
                      f"{html.escape(names[after] if names else str(after))}; saliency rank correlation "
                      f"{float(rep.saliency_correlation[0]):.2f}; most affected layer "
                      f"{html.escape(str(rep.most_affected_layer))}.</p>"))
 
-    body = "".join(f"<h2>{html.escape(title)}</h2><img src='{fig}' style='max-width:100%'>{text}"
-                   for title, fig, text in sections)
-    page = os.path.join(out_dir, "analysis_faithfulness.html")
-    with open(page, "w") as f:
-        f.write("<!doctype html><meta charset='utf-8'><title>cnnviz analyses</title>"
-                "<style>body{font-family:sans-serif;max-width:1100px;margin:auto}td,th{padding:2px 8px}</style>"
-                f"<h1>cnnviz analyses</h1>{body}")
-    print(f"  wrote {page}")
+    write_pages(out_dir, "analysis_faithfulness.html", "cnnviz analyses", sections)
 
 
 def main():

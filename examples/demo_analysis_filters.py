@@ -1,7 +1,9 @@
 """Filter analyses on the sample data: which MobileNetV2 filters fire for every photo and
 which for one (and what the photo's own filters are once flat-colour filters are discounted),
 which filters duplicate each other, and how the pretrained CIFAR ResNet-20 and ResNet-56
-compare layer by layer (CKA). Writes figures and analysis_filters.html under out/."""
+compare layer by layer (CKA). Writes figures, a page per analysis (analysis_filter_statistics.html,
+analysis_redundancy.html, analysis_cka_resnet20_resnet56.html, analysis_cka_resnet56.html) and
+analysis_filters.html with all of them under out/."""
 import argparse
 import html
 import os
@@ -15,6 +17,7 @@ import torch  # noqa: E402
 
 import cnnviz  # noqa: E402
 import cnnviz.plot as cplot  # noqa: E402
+from _analysis_pages import write_pages  # noqa: E402
 
 
 def _photos(size=160):
@@ -51,7 +54,7 @@ def run(out_dir, mobilenet=None):
     raw = cnnviz.top_filters(model, x, layer, k=5)
     rel = cnnviz.top_filters(model, x, layer, k=5, reference=stats)
     lines = [f"{n}: raw {r.tolist()}, relative {z.tolist()}" for n, r, z in zip(names, raw.channels, rel.channels)]
-    sections.append((f"Filter statistics at MobileNetV2 {layer} over {stats.count} photos",
+    sections.append(("filter_statistics", f"Filter statistics at MobileNetV2 {layer} over {stats.count} photos",
                      _save(fig, out_dir, "analysis_filter_statistics.png"),
                      f"{stats.consistent.numel()} consistently active filters, {stats.specific.numel()} "
                      f"image-specific. Top-5 filters per photo, by raw activation and relative to the filters' "
@@ -64,7 +67,7 @@ def run(out_dir, mobilenet=None):
     conv = "features.2.conv.0.0"
     red = cnnviz.filter_redundancy(model, conv, x, threshold=0.8)
     fig = cplot.show_redundancy(red, show=False)
-    sections.append((f"Redundancy of MobileNetV2 {conv}", _save(fig, out_dir, "analysis_redundancy.png"),
+    sections.append(("redundancy", f"Redundancy of MobileNetV2 {conv}", _save(fig, out_dir, "analysis_redundancy.png"),
                      f"{len(red.groups)} groups at correlation >= 0.8: {red.groups[:8]}; effective filters "
                      f"{red.effective_filters_activations:.1f} (activations), {red.effective_filters_weights:.1f} "
                      f"(weights) of {red.num_filters}; constant filters {red.constant_filters.tolist()}."))
@@ -77,23 +80,18 @@ def run(out_dir, mobilenet=None):
     lb = ["conv1"] + [f"layer{s}.{b}" for s in (1, 2, 3) for b in (0, 2, 4, 6, 8)]
     res = cnnviz.cka(r20, r56, cx, la, lb, batch_size=len(cx))
     fig = cplot.show_cka(res, label_a="ResNet-20", label_b="ResNet-56", show=False)
-    sections.append(("CKA between ResNet-20 and ResNet-56 on the 20 CIFAR-10 samples",
+    sections.append(("cka_resnet20_resnet56", "CKA between ResNet-20 and ResNet-56 on the 20 CIFAR-10 samples",
                      _save(fig, out_dir, "analysis_cka_resnet20_resnet56.png"),
                      "Linear CKA, unbiased HSIC (with 20 images the estimate is noisy; stream a DataLoader "
                      "of the test set for a firm answer)."))
     within = cnnviz.cka(r56, None, cx, lb, batch_size=len(cx))
     fig = cplot.show_cka(within, label_a="ResNet-56", label_b="ResNet-56", show=False)
-    sections.append(("CKA within ResNet-56", _save(fig, out_dir, "analysis_cka_resnet56.png"), ""))
+    sections.append(("cka_resnet56", "CKA within ResNet-56", _save(fig, out_dir, "analysis_cka_resnet56.png"), ""))
 
-    page = ["<!doctype html><meta charset='utf-8'><title>cnnviz: filter analyses</title>",
-            "<h1>Filter analyses</h1>"]
-    for title, img, text in sections:
-        page += [f"<h2>{html.escape(title)}</h2>", f"<pre>{html.escape(text)}</pre>" if text else "",
-                 f"<img src='{img}' style='max-width:100%'>"]
-    path = os.path.join(out_dir, "analysis_filters.html")
-    with open(path, "w") as f:
-        f.write("\n".join(page))
-    print(f"  wrote {path} ({time.perf_counter() - t0:.0f} s)")
+    write_pages(out_dir, "analysis_filters.html", "Filter analyses",
+                [(slug, title, img, f"<pre>{html.escape(text)}</pre>" if text else "")
+                 for slug, title, img, text in sections])
+    print(f"  filter analyses: {time.perf_counter() - t0:.0f} s")
 
 
 if __name__ == "__main__":

@@ -179,14 +179,28 @@ torch::Tensor rank_correlation(const torch::Tensor& a, const torch::Tensor& b) {
   return (ra * rb).sum(1) / (ra.norm(2, 1) * rb.norm(2, 1));  // 0 / 0 = NaN for a constant row
 }
 
+int64_t deletion_insertion_batch_size(const torch::Tensor& x, const DeletionInsertionOptions& options) {
+  if (options.batch_size()) {
+    detail::check_batch_size(*options.batch_size());
+    return *options.batch_size();
+  }
+  // Measured on MobileNetV2 at 224 x 224 (benchmarks/RESULTS.md): above this input size per
+  // batch, glibc serves the activations from fresh pages on every forward.
+  constexpr int64_t cpu_input_values = int64_t{1} << 19, most = 32;
+  TORCH_CHECK_VALUE(x.defined() && x.dim() >= 2, "cnnviz: deletion_insertion_batch_size needs a batch (N, C, H, W)");
+  if (!x.device().is_cpu()) return most;
+  const int64_t per_image = std::max<int64_t>(1, x[0].numel());
+  return std::clamp<int64_t>(cpu_input_values / per_image, 1, most);
+}
+
 DeletionInsertionResult deletion_insertion(const AnyModel& model, const torch::Tensor& x,
                                            const torch::Tensor& attribution, const Target& target,
                                            const DeletionInsertionOptions& options) {
   const char* fn = "deletion_insertion";
   check_image_batch(x);
   TORCH_CHECK_VALUE(options.steps() >= 1, "cnnviz: ", fn, ": steps must be positive, got ", options.steps());
-  detail::check_batch_size(options.batch_size());
   TORCH_CHECK_VALUE(options.seed() >= 0, "cnnviz: ", fn, ": seed must be >= 0, got ", options.seed());
+  const int64_t batch_size = deletion_insertion_batch_size(x, options);
   const int64_t n = x.size(0), h = x.size(2), w = x.size(3), p = h * w, s = options.steps();
   auto map = detail::attribution_pixels(attribution, x, fn);
   FreezeParameters frozen(model);
@@ -194,6 +208,7 @@ DeletionInsertionResult deletion_insertion(const AnyModel& model, const torch::T
   auto deletion_base = detail::faithfulness_baseline(x, options.deletion_baseline(), options);
   auto insertion_base = detail::faithfulness_baseline(x, options.insertion_baseline(), options);
   DeletionInsertionResult r;
+  r.batch_size = batch_size;
   r.logits = detail::logits_of(model, x);
   r.target = target.resolve(r.logits);
 
@@ -221,7 +236,7 @@ DeletionInsertionResult deletion_insertion(const AnyModel& model, const torch::T
   scores.select(0, 1).select(1, s).copy_(own);
   auto flat = scores.view({-1});
   auto bases = torch::cat({deletion_base, insertion_base});  // (2 N, C, H, W)
-  bool done = detail::for_each_batch(total, options.batch_size(), options.progress(), [&](int64_t b, int64_t e) {
+  bool done = detail::for_each_batch(total, batch_size, options.progress(), [&](int64_t b, int64_t e) {
     auto idx = torch::arange(b, e, long_opts);
     auto curve = idx.div(n * s, "floor"), rem = idx.remainder(n * s);
     auto img = rem.div(s, "floor"), step = rem.remainder(s) + curve.eq(0);

@@ -6,6 +6,7 @@
 // and the progress callback.
 #include "cnnviz/detail/attribution.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <string>
 #include <utility>
@@ -267,11 +268,20 @@ CamResult finish_cams(std::vector<CamMap> maps, const CamOptions& o, const torch
 
 CamResult gradient_cams(const AnyModel& model, const torch::Tensor& x, const std::vector<std::string>& layers,
                         const std::vector<Target>& targets, CamMethod method, const CamOptions& o) {
-  // x needs a graph for the activations to have one; no gradient reaches x itself.
-  auto xi = x.detach().requires_grad_(true);
+  // Only d(score)/d(activation) is needed. With one layer the adapter starts a new autograd
+  // graph at it (CaptureRequest::cut): x needs no gradient, nothing below the layer is
+  // recorded, and the backward runs from the logits to the layer only. Otherwise (several
+  // layers, where a lower layer's gradient flows through a higher one, or an adapter that
+  // cannot cut) x requires grad so that the activations have a graph; no gradient reaches x.
   CaptureRequest request;
   request.layers = layers;
-  auto cap = model.capture(xi, request);
+  request.cut = layers.size() == 1 && model.can_cut();
+  auto cap = model.capture(request.cut ? x.detach() : x.detach().requires_grad_(true), request);
+  if (request.cut && !std::all_of(cap.activations.begin(), cap.activations.end(),
+                                  [](const auto& kv) { return !kv.second.defined() || kv.second.requires_grad(); })) {
+    request.cut = false;  // the layer's output is not a plain tensor: no cut was made
+    cap = model.capture(x.detach().requires_grad_(true), request);
+  }
   auto logits = detail::checked_logits(cap.output, x.size(0));
   std::vector<torch::Tensor> acts;
   for (auto& kv : cap.activations) {

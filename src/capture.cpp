@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <iomanip>
 #include <mutex>
+#include <set>
 #include <sstream>
 #include <unordered_map>
 
@@ -91,13 +92,22 @@ CaptureResult SequentialModel::capture(const torch::Tensor& x, const CaptureRequ
     if (!nested(p)) last_needed = std::max(last_needed, index_of(p.name) + 1);
   TORCH_CHECK_INDEX(std::all_of(parsed.begin(), parsed.end(), [](auto& p) { return p.call <= 0; }),
                     "cnnviz: each child of a Sequential runs once; only call index 0 exists");
+  std::set<size_t> cuts;
+  if (request.cut)
+    for (auto& p : parsed)
+      if (!nested(p)) cuts.insert(index_of(p.name));
   CaptureResult result;
   std::vector<torch::Tensor> outs;
   torch::Tensor h = x;
   size_t n = request.need_output ? seq_->size() : last_needed;
   for (size_t i = 0; i < n; ++i) {
     h = (seq_->begin() + static_cast<std::ptrdiff_t>(i))->forward(h);
-    outs.push_back(h);
+    if (cuts.count(i)) {
+      outs.push_back(h.detach().requires_grad_(true));
+      h = outs.back().clone();  // an in-place op downstream may not write to a leaf
+    } else {
+      outs.push_back(h);
+    }
   }
   for (auto& p : parsed)
     result.activations.emplace_back(p.spelled, nested(p) ? torch::Tensor() : outs.at(index_of(p.name)));

@@ -19,10 +19,14 @@
 #include "cnnviz/errors.hpp"
 
 // The guided-backprop rule as a TorchScript-callable op, inserted after ReLUs in guided
-// capture graphs.
-TORCH_LIBRARY(cnnviz, m) { m.def("positive_grad(Tensor x) -> Tensor"); }
+// capture graphs; `leaf` starts a new autograd graph at a captured value (CaptureRequest::cut).
+TORCH_LIBRARY(cnnviz, m) {
+  m.def("positive_grad(Tensor x) -> Tensor");
+  m.def("leaf(Tensor(a) x) -> Tensor(a)");
+}
 TORCH_LIBRARY_IMPL(cnnviz, CompositeImplicitAutograd, m) {
   m.impl("positive_grad", [](const at::Tensor& x) { return cnnviz::detail::positive_grad(x); });
+  m.impl("leaf", [](const at::Tensor& x) { return x.detach().requires_grad_(true); });
 }
 
 namespace cnnviz {
@@ -156,7 +160,7 @@ torch::Tensor ScriptModel::forward(const torch::Tensor& x) {
 std::shared_ptr<ScriptModel::Plan> ScriptModel::plan_for(const CaptureRequest& request) {
   std::ostringstream key;
   for (auto& l : request.layers) key << l << '\n';
-  key << request.need_output << static_cast<int>(request.relu) << request.skip_missing;
+  key << request.need_output << static_cast<int>(request.relu) << request.skip_missing << request.cut;
   std::lock_guard<std::mutex> lock(*plans_mutex_);
   auto found = plans_->find(key.str());
   if (found != plans_->end()) return found->second;
@@ -210,17 +214,20 @@ std::shared_ptr<ScriptModel::Plan> ScriptModel::plan_for(const CaptureRequest& r
   }
 
   // Downstream nodes read a copy of each captured value, so in-place ops after a captured
-  // layer change neither the captured value nor its gradient.
+  // layer change neither the captured value nor its gradient. With a cut, the captured
+  // value is a new leaf and the copy is taken of it.
+  static const auto leaf_op = c10::Symbol::fromQualString("cnnviz::leaf");
   std::set<Value*> cloned;
   for (size_t i : chosen) {
     Value* v = graph->outputs()[i];
     if (cloned.count(v) || v->node()->kind() == prim::Param) continue;
     cloned.insert(v);
     torch::jit::WithInsertPoint guard(v->node()->next());
-    Value* c = graph->insert(aten::clone, {v});
+    Value* captured = request.cut ? graph->insert(leaf_op, {v}) : v;
+    Value* c = graph->insert(aten::clone, {captured});
     v->replaceAllUsesAfterNodeWith(c->node(), c);
     for (size_t k = 1; k < graph->outputs().size(); ++k)
-      if (graph->outputs()[k] == c) graph->return_node()->replaceInput(k, v);
+      if (graph->outputs()[k] == c) graph->return_node()->replaceInput(k, captured);
   }
 
   std::vector<Value*> outs;

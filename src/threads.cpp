@@ -4,12 +4,14 @@
 
 #include <ATen/Parallel.h>
 #include <c10/util/Exception.h>
+#include <dlfcn.h>
 #include <omp.h>
 
 #include <atomic>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
 #include <string>
 
 namespace cnnviz {
@@ -27,6 +29,48 @@ int environment_threads() {
                     "cnnviz: CNNVIZ_NUM_THREADS must be a positive integer or 'auto', got '", v, "'");
   return static_cast<int>(n);
 }
+/// OpenBLAS's process-wide thread count, found at run time (torch links whichever BLAS the
+/// system provides): lowered while any ThreadScope below it runs. Torch's batch-of-one
+/// convolutions (its native path, im2col + sgemm) call it, and at the BLAS's default of one
+/// thread per core its workers spin against the intra-op threads: one ResNet-20 forward of a
+/// 32x32 image took 3.8 ms of CPU on one BLAS thread and 6.6 ms on two, on a busy 2-core
+/// machine 5.5 against 22 ms with the input gradient (benchmarks/RESULTS.md).
+struct Blas {
+  using Set = void (*)(int);
+  using Get = int (*)();
+  Set set = reinterpret_cast<Set>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
+  Get get = reinterpret_cast<Get>(dlsym(RTLD_DEFAULT, "openblas_get_num_threads"));
+  std::mutex mutex;
+  int holders = 0;  // scopes that lowered the count
+  int saved = 0;    // the count before the first of them
+  int current = 0;  // the lowered count (the smallest asked for)
+
+  static Blas& get_instance() {
+    static Blas* blas = new Blas();  // never destroyed: scopes may end during static teardown
+    return *blas;
+  }
+  bool available() const { return set != nullptr && get != nullptr; }
+
+  /// Lowers the count to `threads` when that is below the count in force; true if this
+  /// scope now holds the lowered count.
+  bool lower(int threads) {
+    if (!available()) return false;
+    std::lock_guard<std::mutex> lock(mutex);
+    const int now = holders > 0 ? current : get();
+    if (holders == 0 && threads >= now) return false;
+    if (holders == 0) saved = now;
+    if (threads < now) {
+      set(threads);
+      current = threads;
+    }
+    ++holders;
+    return true;
+  }
+  void release() {
+    std::lock_guard<std::mutex> lock(mutex);
+    if (--holders == 0) set(saved);
+  }
+};
 }  // namespace
 
 void set_num_threads(int n) {
@@ -47,6 +91,11 @@ int choose_num_threads(double work, int budget) {
 
 int current_num_threads() { return at::get_num_threads(); }
 
+int blas_num_threads() {
+  auto& blas = Blas::get_instance();
+  return blas.available() ? blas.get() : 0;
+}
+
 }  // namespace detail
 
 // at::get_num_threads first: it initializes this thread's count from torch's setting, which
@@ -55,9 +104,12 @@ int current_num_threads() { return at::get_num_threads(); }
 // process-wide pthreadpool and clears oneDNN's primitive cache.
 ThreadScope::ThreadScope(int threads) : saved_(at::get_num_threads()), threads_(threads > 0 ? threads : saved_) {
   if (threads_ != saved_) omp_set_num_threads(threads_);
+  // Also when the caller already runs on this count: OpenBLAS does not follow torch's.
+  if (threads > 0) blas_lowered_ = Blas::get_instance().lower(threads_);
 }
 
 ThreadScope::~ThreadScope() {
+  if (blas_lowered_) Blas::get_instance().release();
   if (threads_ != saved_) omp_set_num_threads(saved_);
 }
 

@@ -45,6 +45,14 @@ struct CaptureRequest {
   /// True: a requested layer that never runs yields an undefined tensor instead of an
   /// error (used by summaries of models with unused branches).
   bool skip_missing = false;
+  /// True: each captured activation is a leaf of the autograd graph (requires grad, no
+  /// history) from which the rest of the forward continues, so a backward from the output
+  /// stops at it, and with an input and parameters that do not require grad nothing below
+  /// it is recorded. A gradient with respect to one layer then no longer flows through
+  /// another captured one: meant for a request of one layer (Grad-CAM). Honoured by the
+  /// adapters whose ModelBase::can_cut() is true (PyModel where the layer returns a tensor,
+  /// ScriptModel, SequentialModel); others capture as usual.
+  bool cut = false;
 };
 
 /// The result of a capture: the output (undefined when not requested) and one tensor per
@@ -85,6 +93,8 @@ class ModelBase {
   virtual torch::Tensor parameter(const std::string& layer, const std::string& name) const = 0;
   /// A short description for error messages.
   virtual std::string describe() const { return "model"; }
+  /// Whether capture honours CaptureRequest::cut.
+  virtual bool can_cut() const { return false; }
 };
 
 namespace detail {
@@ -182,6 +192,7 @@ class AnyModel {
     return impl().capture(x, r);
   }
   std::vector<LayerInfo> layers() const { return impl().layers(); }
+  bool can_cut() const { return impl().can_cut(); }
   std::vector<torch::Tensor> parameters() const { return impl().parameters(); }
   torch::Tensor parameter(const std::string& layer, const std::string& name) const {
     return impl().parameter(layer, name);
@@ -245,6 +256,7 @@ class SequentialModel final : public ModelBase {
   std::vector<torch::Tensor> parameters() const override;
   torch::Tensor parameter(const std::string& layer, const std::string& name) const override;
   std::string describe() const override { return "SequentialModel"; }
+  bool can_cut() const override { return true; }
 
  private:
   torch::nn::Sequential seq_;

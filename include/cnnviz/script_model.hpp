@@ -41,6 +41,7 @@ class ScriptModel final : public ModelBase {
   std::vector<torch::Tensor> parameters() const override;
   torch::Tensor parameter(const std::string& layer, const std::string& name) const override;
   std::string describe() const override { return "ScriptModel"; }
+  bool can_cut() const override { return true; }
 
   /// The wrapped module (shared with the caller's handle: a module is a reference).
   const torch::jit::Module& module() const { return *module_; }

@@ -7,7 +7,8 @@ through the receptive fields of the layers before. The model is traced once with
 then, for a batch of windows, each layer recomputes only its changed rectangle, from a crop of
 the clean input of that layer (padded once) with the previous layer's changed rectangle pasted
 in. Every window of a batch gets a rectangle of the same size at each layer, so the crops of
-all windows stack into one batch and each layer runs one call.
+all windows stack into one batch and each layer runs one call. The plan (trace, rules,
+rectangles) is cached per model and input shape (``plan_for``).
 
 Rules (how a node's changed rectangle follows from its inputs'):
   window       Conv2d (zeros padding; any stride, padding, dilation, groups), MaxPool2d,
@@ -27,11 +28,13 @@ could change the result (an in-place op on the input, on a view, or on a value r
 later), and where modules carry hooks (which torch.fx does not trace)."""
 from __future__ import annotations
 
+import contextlib
 import inspect
 import math
 import operator
 import threading
 import warnings
+import weakref
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
@@ -41,7 +44,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 __all__ = ["MATERIALIZE_FRACTION", "OcclusionFlops", "occlusion_flops", "IncrementalOcclusion",
-           "IncrementalUnsupported", "prepare"]
+           "IncrementalUnsupported", "plan_for", "prepare"]
 
 #: A layer whose changed rectangle would cover more than this fraction of its map runs in full.
 MATERIALIZE_FRACTION = 0.75
@@ -55,6 +58,14 @@ AUTO_MIN_SAVED_FLOPS = 2e9
 # the tracer. Traces are serialized, and automatic mode traces only a model whose forward can
 # reach AUTO_MIN_SAVED_FLOPS (small models, the ones run from many threads, are never traced).
 _TRACE_LOCK = threading.Lock()
+
+
+def _stage(name: str):
+    """A torch.profiler range named `name` while a profiler runs (benchmarks' per-stage
+    tables), nothing otherwise."""
+    if torch.autograd._profiler_enabled():
+        return torch.profiler.record_function("occlusion." + name)
+    return contextlib.nullcontext()
 
 
 class IncrementalUnsupported(ValueError):
@@ -224,10 +235,9 @@ def _conv_rule(mod: nn.Conv2d) -> Optional[_Window]:
             pad = (dh * (kh - 1) // 2, dw * (kw - 1) // 2)
     else:
         pad = _pair(mod.padding)
-    weight, bias = mod.weight, mod.bias
 
-    def apply(crop):
-        return F.conv2d(crop, weight, bias, mod.stride, 0, mod.dilation, mod.groups)
+    def apply(crop):  # the module's current weights: a cached plan sees replaced parameters
+        return F.conv2d(crop, mod.weight, mod.bias, mod.stride, 0, mod.dilation, mod.groups)
 
     return _Window((dh * (kh - 1) + 1, dw * (kw - 1) + 1), _pair(mod.stride), pad, 0.0, apply,
                    2.0 * mod.in_channels // mod.groups * kh * kw)
@@ -371,6 +381,7 @@ class Clean:
 
     def __init__(self, values: Dict[fx.Node, Any], output: Any) -> None:
         self.values, self.output = values, output
+        self.checked = False  # output compared with the model's own (IncrementalOcclusion)
         self._padded: Dict[tuple, torch.Tensor] = {}
 
     def padded(self, node: fx.Node, p: Tuple[int, int], extra: Tuple[int, int], value: float) -> torch.Tensor:
@@ -383,12 +394,34 @@ class Clean:
         return t
 
 
+def _fingerprint(model: nn.Module) -> tuple:
+    """What a plan depends on besides the model's class: which module, parameter and buffer
+    objects sit where (a replaced one may not be the object the trace holds) and the modes.
+    Parameter values are not part of it: a plan holds none (each call makes its own clean
+    pass, and the rules read the modules' current weights)."""
+    return (tuple((name, id(m), m.training) for name, m in model.named_modules()),
+            tuple((name, id(p)) for name, p in model.named_parameters()),
+            tuple((name, id(b)) for name, b in model.named_buffers()))
+
+
+def _meta(value):
+    """A tensor's shape and dtype without its data (what a cached plan keeps of x's values)."""
+    return torch.empty(value.shape, dtype=value.dtype, device="meta") if isinstance(value, torch.Tensor) else value
+
+
 class Plan:
     """A traced model and a rule per node, for inputs shaped like `x` (1, C, H, W); `cache`
-    holds x's clean values (shapes, constants) and `clean(image)` makes any other image's."""
+    holds the shapes of x's clean values (meta tensors; other values as they were), `first`
+    x's clean values themselves (dropped with `forget_first`), and `clean(image)` makes any
+    image's. `fingerprint` is the model's at tracing; `geometry_of` caches the rectangles of
+    a batch of windows."""
+
+    #: Rectangle sets kept per plan (one per batch of windows seen; a call has few).
+    GEOMETRY_CACHE = 512
 
     def __init__(self, model: nn.Module, x: torch.Tensor) -> None:
         _check_model(model)
+        self.fingerprint = _fingerprint(model)
         try:
             with _TRACE_LOCK:
                 gm = fx.symbolic_trace(model)
@@ -425,13 +458,40 @@ class Plan:
         self.shape = tuple(x.shape)
         with torch.no_grad():
             self.first = self.clean(x)
-        self.cache, self.output = self.first.values, self.first.output
+        self.cache = self.first.values
         self.rules = {n: _rule(gm, n, self.cache, self.dependent) for n in self.nodes if n in self.dependent}
         self.rules.pop(self.input, None)
         self.cost = {n: self._cost(n) for n in self.nodes}
+        self.cache = {n: _meta(v) for n, v in self.cache.items()}
+        self._geometry: Dict[tuple, Dict[fx.Node, Any]] = {}
+        self.decisions: Dict[tuple, Any] = {}  # per (window, stride, batch size): automatic mode's verdict
+        self.lock = threading.Lock()
+
+    def forget_first(self) -> Optional["Clean"]:
+        """x's clean values, handed over once (a cached plan keeps no image's values)."""
+        first, self.first = self.first, None
+        return first
+
+    def geometry_of(self, windows: Sequence[Tuple[int, int]], window: Tuple[int, int],
+                    fraction: float) -> Dict[fx.Node, Any]:
+        """geometry(self, windows, window, fraction), cached."""
+        key = (tuple(windows), window, fraction)
+        with self.lock:
+            geo = self._geometry.get(key)
+        if geo is None:
+            geo = geometry(self, windows, window, fraction)
+            with self.lock:
+                if len(self._geometry) >= self.GEOMETRY_CACHE:
+                    self._geometry.pop(next(iter(self._geometry)))
+                self._geometry[key] = geo
+        return geo
 
     def clean(self, x: torch.Tensor) -> Clean:
         """Every node's value for x, in-place ops run out of place."""
+        with _stage("clean_pass"):
+            return self._clean_pass(x)
+
+    def _clean_pass(self, x: torch.Tensor) -> Clean:
         cache: Dict[fx.Node, Any] = {}
         for n in self.nodes:
             if n.op == "placeholder":
@@ -590,18 +650,27 @@ def _runs(items: List[int]) -> List[Tuple[int, int]]:
     return runs
 
 
+_STAGE_NAMES = {_Window: "region_window", _Elementwise: "region_elementwise", _Cat: "region_cat"}
+
+
 class _Batch:
     """One batch of windows over one image: item i is that image (clean values `clean`) with
     the window at windows[i] occluded (batch[i])."""
 
     def __init__(self, plan: Plan, clean: Clean, batch: torch.Tensor, windows, window, fraction) -> None:
         self.plan, self.clean, self.batch, self.b = plan, clean, batch, batch.shape[0]
-        self.geo = geometry(plan, windows, window, fraction)
+        with _stage("geometry"):
+            self.geo = plan.geometry_of(windows, window, fraction)
         self.values: Dict[fx.Node, Any] = {}
         self.full: Dict[fx.Node, Any] = {}
 
     def _crops(self, node: Optional[fx.Node], source: torch.Tensor, shift: Tuple[int, int], starts, length,
                per_item: bool = False) -> torch.Tensor:
+        with _stage("crops"):
+            return self._crops_of(node, source, shift, starts, length, per_item)
+
+    def _crops_of(self, node: Optional[fx.Node], source: torch.Tensor, shift: Tuple[int, int], starts, length,
+                  per_item: bool = False) -> torch.Tensor:
         """Crops (B, C, L, L') of `source` (one clean map of `node` (1, C, H', W'), padded by
         `shift`; with `per_item` one map per item) at padded `starts`, with `node`'s changed
         rectangle pasted in. One stack of the crops, then one copy per group of items whose
@@ -702,13 +771,17 @@ class _Batch:
                 continue
             if n is plan.input:
                 if isinstance(mode, Region):
-                    self.values[n] = self._crops(None, self.batch, (0, 0), mode.o, mode.s, per_item=True)
+                    with _stage("crops"):
+                        self.values[n] = self._crops(None, self.batch, (0, 0), mode.o, mode.s, per_item=True)
                 else:
                     self.values[n] = self.batch
             elif isinstance(mode, Region):
-                self.values[n] = self._run_region(n, plan.rules[n], mode)
+                rule = plan.rules[n]
+                with _stage(_STAGE_NAMES.get(type(rule), "region")):
+                    self.values[n] = self._run_region(n, rule, mode)
             else:
-                self.values[n] = self._run_full(n)
+                with _stage("full"):
+                    self.values[n] = self._run_full(n)
         raise AssertionError("graph without output")
 
 
@@ -731,8 +804,8 @@ class OcclusionFlops:
     """FLOPs of an occlusion run (multiply-adds count 2; every op counted, convolutions and
     linear layers dominate). ``full``: every window through the whole network; ``incremental``:
     each window's exactly affected regions (the theoretical cost); ``executed``: what the
-    incremental engine runs, with its batching (one rectangle size per batch) and layers over
-    MATERIALIZE_FRACTION run in full. ``saving`` = full / incremental; ``executed_saving`` =
+    incremental engine runs, with its batching (the groups of `_schedule`, one rectangle size
+    per group and layer) and layers over MATERIALIZE_FRACTION run in full. ``saving`` = full / incremental; ``executed_saving`` =
     full / executed. ``per_layer``: node name -> (full, incremental) for one image's windows."""
     positions: int
     full: float
@@ -750,15 +823,124 @@ class OcclusionFlops:
 
 
 def _executed_flops(plan: Plan, positions, window, batch_size: int, fraction: float) -> float:
-    """FLOPs the engine runs for one image's windows in batches of at most batch_size."""
-    nodes = [n for n in plan.nodes if n.op != "output"]
-    chunks = -(-len(positions) // batch_size)
-    total = 0.0
-    for k in range(chunks):  # the native loop's nearly equal batches
-        chunk = positions[k * len(positions) // chunks:(k + 1) * len(positions) // chunks]
-        geo = geometry(plan, chunk, window, fraction)
-        total += sum(_node_flops(plan, n, geo[n], len(chunk)) for n in nodes)
-    return total
+    """FLOPs the engine runs for one image's windows: its schedule's groups (`_schedule`)."""
+    return sum(_group_flops(plan, [positions[k] for k in g], window, fraction)
+               for g in _schedule(plan, positions, window, batch_size, fraction))
+
+
+def _group_flops(plan: Plan, windows, window, fraction: float) -> float:
+    geo = plan.geometry_of(windows, window, fraction)
+    return sum(_node_flops(plan, n, geo[n], len(windows)) for n in plan.nodes if n.op != "output")
+
+
+#: What one more group of windows costs beyond its FLOPs, in FLOPs per weight of the layers
+#: run on crops: a convolution reads its weights once per call, and on small crops that read
+#: is a large part of its time (measured at 1 thread: VGG16 about 0.1 s and ResNet-18 about
+#: 0.075 s per group on top of the FLOPs at about 55 GFLOP/s, some 380 FLOPs per weight each).
+GROUP_COST_PER_WEIGHT = 400.0
+#: Grids of windows needing more batches than this run in order: their border windows are a
+#: small share, and costing the tilings would take seconds.
+MAX_SCHEDULED_GROUPS = 128
+
+
+def _split(order: List[int], k: int) -> List[List[int]]:
+    return [order[i * len(order) // k:(i + 1) * len(order) // k] for i in range(k)]
+
+
+class _Extents:
+    """Each node's exact rectangle extent for every window row (heights) and window column
+    (widths) of a window grid: rectangle extents are separable (a window's rows decide its
+    rectangles' heights, its columns their widths), so one geometry per row and per column
+    gives the executed FLOPs of any group of windows without a geometry per group."""
+
+    def __init__(self, plan: Plan, positions: List[Tuple[int, int]], window: Tuple[int, int],
+                 fraction: float) -> None:
+        self.plan, self.positions, self.fraction = plan, positions, fraction
+        self.tops, self.lefts = sorted({p[0] for p in positions}), sorted({p[1] for p in positions})
+        self.nodes = [n for n in plan.nodes if n.op != "output"]
+        self.extent = {}  # (dim, top or left) -> node -> extent (0: unchanged), or CONST / FULL
+        for d, values in ((0, self.tops), (1, self.lefts)):
+            for v in values:
+                geo = geometry(plan, [(v, self.lefts[0]) if d == 0 else (self.tops[0], v)], window, math.inf)
+                self.extent[d, v] = {n: (m.hi[0][d] - m.lo[0][d]) if isinstance(m, Region) else 0 if m == CLEAN
+                                     else m for n, m in geo.items()}
+        self.operands = {n: ([r.operand] if isinstance(r, _Window) else r.operands) for n, r in plan.rules.items()
+                         if r is not None}
+        self.full_flops = {n: _node_flops(plan, n, FULL, 1) for n in self.nodes}
+
+    def flops(self, group: List[int]) -> float:
+        """What _group_flops gives for the windows `group` (indices into positions)."""
+        plan, first = self.plan, self.extent[0, self.tops[0]]
+        rows = {self.positions[k][0] for k in group}
+        cols = {self.positions[k][1] for k in group}
+        total, full = 0.0, set()
+        for n in self.nodes:
+            if first[n] == CONST:
+                continue
+            if first[n] == FULL or any(a in full for a in self.operands.get(n, ())):
+                full.add(n)
+                total += self.full_flops[n] * len(group)
+                continue
+            out = plan.cache[n]
+            sh, sw = max(self.extent[0, r][n] for r in rows), max(self.extent[1, c][n] for c in cols)
+            if sh * sw > self.fraction * out.shape[2] * out.shape[3]:
+                full.add(n)
+                total += self.full_flops[n] * len(group)
+            elif n is not plan.input:
+                total += plan.cost[n] * out.shape[1] * sh * sw * len(group)
+        return total
+
+    def size(self, d: int, v: int) -> float:
+        """FLOPs-weighted extent of window row (d = 0) or column (d = 1) v's rectangles."""
+        return sum(self.plan.cost[n] * self.plan.cache[n].shape[1] * e for n, e in self.extent[d, v].items()
+                   if isinstance(e, int) and n is not self.plan.input)
+
+
+def _schedule(plan: Plan, positions: List[Tuple[int, int]], window: Tuple[int, int], batch_size: int,
+              fraction: float) -> List[List[int]]:
+    """How one image's windows (indices into `positions`) are grouped into batches of at most
+    batch_size. A group computes every layer's rectangle at the largest size among its
+    windows, so windows near a border (whose rectangles the border clips) waste work in a
+    group of interior ones. Candidates: the windows in order (the native loop's chunks), and
+    tilings of the window grid after sorting its rows and its columns by their rectangles'
+    size (kr bands of rows x kc bands of columns); the one chosen minimizes the FLOPs
+    (`_Extents`) plus GROUP_COST_PER_WEIGHT per group. Cached per plan."""
+    key = ("schedule", tuple(positions), window, batch_size, fraction)
+    cached = plan.decisions.get(key)
+    if cached is not None:
+        return cached
+    order = list(range(len(positions)))
+    chunks = -(-len(order) // batch_size)
+    natural = [order[k * len(order) // chunks:(k + 1) * len(order) // chunks] for k in range(chunks)]
+    if chunks == 1 or chunks > MAX_SCHEDULED_GROUPS:
+        plan.decisions[key] = natural
+        return natural
+    ext = _Extents(plan, positions, window, fraction)
+    if len(positions) != len(ext.tops) * len(ext.lefts):
+        plan.decisions[key] = natural
+        return natural
+    weights = sum(plan.gm.get_submodule(n.target).weight.numel() for n in ext.nodes
+                  if n.op == "call_module" and isinstance(plan.rules.get(n), _Window)
+                  and isinstance(plan.gm.get_submodule(n.target), nn.Conv2d))
+    per_group = GROUP_COST_PER_WEIGHT * weights
+    index = {p: k for k, p in enumerate(positions)}
+    rows = sorted(ext.tops, key=lambda v: -ext.size(0, v))
+    cols = sorted(ext.lefts, key=lambda v: -ext.size(1, v))
+    best, best_cost = natural, sum(ext.flops(g) for g in natural) + per_group * len(natural)
+    # Each band height once, with the fewest bands giving it (more bands of that height only add groups).
+    talls = {-(-len(rows) // kr): kr for kr in range(len(rows), 0, -1)}
+    for tall, kr in sorted(talls.items()):
+        kc_min = next((kc for kc in range(1, len(cols) + 1) if tall * -(-len(cols) // kc) <= batch_size), None)
+        if kc_min is None:
+            continue
+        for kc in range(kc_min, min(kc_min + 2, len(cols) + 1)):
+            groups = [sorted(index[(r, c)] for r in rb for c in cb) for rb in _split(rows, kr)
+                      for cb in _split(cols, kc)]
+            cost = sum(ext.flops(g) for g in groups) + per_group * len(groups)
+            if cost < best_cost:
+                best, best_cost = groups, cost
+    plan.decisions[key] = best
+    return best
 
 
 def _positions(h: int, w: int, window: Tuple[int, int], stride: Tuple[int, int]) -> List[Tuple[int, int]]:
@@ -791,7 +973,7 @@ def occlusion_flops(model: nn.Module, x_shape: Sequence[int], window: Union[int,
     if batch_size < 1:
         raise ValueError(f"cnnviz: batch_size must be positive, got {batch_size}")
     dtype = next((p.dtype for p in model.parameters()), torch.float32) if isinstance(model, nn.Module) else None
-    plan = Plan(model, torch.zeros(shape, dtype=dtype or torch.float32))
+    plan = plan_for(model, torch.zeros(shape, dtype=dtype or torch.float32))[0]
     positions = _positions(shape[2], shape[3], window, stride)
     nodes = [n for n in plan.nodes if n.op != "output"]
     full_per = {n: _node_flops(plan, n, FULL, 1) for n in nodes}
@@ -815,66 +997,141 @@ def occlusion_flops(model: nn.Module, x_shape: Sequence[int], window: Union[int,
 class IncrementalOcclusion:
     """A callable standing in for the model in the native occlusion loop. The loop's first
     call (x itself, for the clean scores) runs the model; later calls get the loop's occluded
-    batches (item k is window position k % P of image k // P, in order) and compute them
-    incrementally, image by image, keeping the clean values of at most one image at a time.
-    A batch that differs from x outside its windows (which the loop never makes) runs in full
-    instead, so the result never depends on that order being kept."""
+    batches (item k is window position k % P of image k // P, in order, the window set to
+    `baseline`). Each image's windows are computed in the groups of its schedule
+    (`_schedule`: windows with rectangles of similar sizes together), a group when the loop
+    first asks for one of its windows, the other windows' outputs kept until asked for; the
+    clean values of one image are kept at a time. Each image's traced clean output is checked
+    against the model's own (the first call's) before its windows use it; where they differ
+    (behaviour the trace cannot see), that and every later batch run in full. A batch that is
+    not the expected occlusion of x (which the loop never makes) runs in full too, so the
+    result never depends on that order being kept."""
 
     def __init__(self, model: nn.Module, plan: Plan, x: torch.Tensor, window: Tuple[int, int],
-                 stride: Tuple[int, int], fraction: float = MATERIALIZE_FRACTION, required: bool = False) -> None:
+                 stride: Tuple[int, int], fraction: float = MATERIALIZE_FRACTION, required: bool = False,
+                 first: Optional[Clean] = None, baseline: float = 0.0, batch_size: int = 32) -> None:
         self.model, self.plan, self.x, self.window, self.fraction = model, plan, x, window, fraction
-        self.required = required
+        self.required, self.baseline = required, baseline
+        self.cached = first is None  # the plan came from the cache (traced for an earlier call)
         self.positions = _positions(x.shape[2], x.shape[3], window, stride)
+        self.groups = _schedule(plan, self.positions, window, batch_size, fraction)
+        self.group_of = {k: g for g in self.groups for k in g}
         self.seen = 0
         self.clean_returned = False
-        self.images: Dict[int, Clean] = {0: plan.first}
-        self.batches = 0           # batches computed incrementally
-        self.full_batches = 0      # batches that ran in full (unexpected content)
+        self.eager: Any = None     # the model's own output on x (the loop's first call)
+        self.images: Dict[int, Clean] = {0: first} if first is not None else {}
+        self.ready: Dict[Tuple[int, int], Any] = {}  # (image, position) -> its output, computed ahead
+        self.disabled = ""         # why the engine stopped: later batches run in full
+        self.batches = 0           # groups computed incrementally
+        self.full_batches = 0      # batches that ran in full (unexpected content, or disabled)
 
     def _full(self, batch: torch.Tensor):
         self.full_batches += 1
-        return self.model(batch)
+        with _stage("model_full_batch"):
+            return self.model(batch)
 
     def _clean(self, u: int) -> Clean:
+        """Image u's clean values (items come in image order: one image kept at a time),
+        checked against the model's own output on it."""
         if u not in self.images:
-            self.images = {u: self.plan.clean(self.x[u:u + 1])}  # items come in image order
-        return self.images[u]
+            self.images = {u: self.plan.clean(self.x[u:u + 1])}
+        clean = self.images[u]
+        if not clean.checked:
+            if self.eager is not None:
+                eager = [t[u:u + 1] if t.dim() > 0 and t.shape[0] == self.x.shape[0] else t
+                         for t in _tensors(self.eager)]
+            else:
+                eager = _tensors(self.model(self.x[u:u + 1]))
+            _check_same_output(_tensors(clean.output), eager, u)
+            clean.checked = True
+        return clean
+
+    def _occluded(self, img: List[int], windows) -> torch.Tensor:
+        """x's images `img` with `windows` set to the baseline, as the native loop makes them."""
+        batch = self.x.index_select(0, torch.tensor(img, device=self.x.device))
+        for i, (y, x) in enumerate(windows):
+            batch[i, :, y:y + self.window[0], x:x + self.window[1]] = self.baseline
+        return batch
+
+    def _compute(self, u: int, group: List[int]) -> None:
+        windows = [self.positions[k] for k in group]
+        out = _Batch(self.plan, self._clean(u), self._occluded([u] * len(group), windows), windows, self.window,
+                     self.fraction).run()
+        self.batches += 1
+        for i, k in enumerate(group):
+            self.ready[u, k] = _take(out, i, len(group))
 
     def __call__(self, batch: torch.Tensor):
         with torch.no_grad():
             if not self.clean_returned:
                 self.clean_returned = True
-                return self.model(batch)
+                with _stage("model_on_x"):
+                    out = self.model(batch)
+                if isinstance(batch, torch.Tensor) and batch.shape == self.x.shape and torch.equal(batch, self.x):
+                    self.eager = out
+                    self._guarded(self._first_image)  # a trace that disagrees is known before any window
+                return out
             b, p = batch.shape[0], len(self.positions)
-            if batch.dim() != 4 or batch.shape[1:] != self.x.shape[1:] or self.seen + b > self.x.shape[0] * p:
+            if self.disabled or batch.dim() != 4 or batch.shape[1:] != self.x.shape[1:] \
+                    or self.seen + b > self.x.shape[0] * p:
                 return self._full(batch)
-            items = range(self.seen, self.seen + b)
+            items = [(k // p, k % p) for k in range(self.seen, self.seen + b)]
             self.seen += b
-            img = [k // p for k in items]
-            windows = [self.positions[k % p] for k in items]
-            if not self._only_windows_differ(batch, img, windows):
+            with _stage("batch_check"):
+                expected = torch.equal(batch, self._occluded([u for u, _ in items],
+                                                             [self.positions[k] for _, k in items]))
+            if not expected:
                 return self._full(batch)
-            try:
-                outputs = []
-                for u in sorted(set(img)):
-                    sel = [i for i in range(b) if img[i] == u]
-                    part = batch[sel[0]:sel[-1] + 1]
-                    outputs.append(_Batch(self.plan, self._clean(u), part, [windows[i] for i in sel], self.window,
-                                          self.fraction).run())
-            except Exception as e:  # noqa: BLE001 - an op the rules misjudged: full inference is always right
-                if self.required:
-                    raise
-                warnings.warn(f"cnnviz: incremental occlusion failed ({type(e).__name__}: {e}); this batch runs "
-                              "full inference", RuntimeWarning, stacklevel=2)
-                return self._full(batch)
-            self.batches += 1
-            return outputs[0] if len(outputs) == 1 else _cat(outputs)
 
-    def _only_windows_differ(self, batch: torch.Tensor, img: List[int], windows) -> bool:
-        differ = (batch != self.x.index_select(0, torch.tensor(img, device=self.x.device))).any(1)  # (B, H, W)
-        for i, (y, x) in enumerate(windows):
-            differ[i, y:y + self.window[0], x:x + self.window[1]] = False
-        return not bool(differ.any())
+            def incremental():
+                outputs = []
+                for u, k in items:
+                    if (u, k) not in self.ready:
+                        self.ready = {key: v for key, v in self.ready.items() if key[0] >= u}  # earlier images: done
+                        self._compute(u, self.group_of[k])
+                    outputs.append(self.ready.pop((u, k)))
+                return _cat(outputs)
+
+            out = self._guarded(incremental)
+            if self.disabled:
+                return self._full(batch)
+            return out
+
+    def _first_image(self) -> None:
+        """Image 0's clean values, checked; a cached plan that disagrees is traced again once
+        (the model changed in a way its fingerprint cannot see, e.g. a Python attribute the
+        trace had read as a constant)."""
+        try:
+            self._clean(0)
+        except IncrementalUnsupported:
+            if not self.cached:
+                raise
+            self.plan, first = plan_for(self.model, self.x[:1], retrace=True)
+            self.cached, self.images = False, {0: first}
+            self._clean(0)
+
+    def _guarded(self, fn):
+        """fn(), or (on any failure, unless required) a warning and full inference from here on."""
+        try:
+            return fn()
+        except Exception as e:  # noqa: BLE001 - an op the rules misjudged: full inference is always right
+            if self.required:
+                raise
+            self.disabled = f"{type(e).__name__}: {e}"
+            warnings.warn(f"cnnviz: incremental occlusion failed ({self.disabled}); the remaining windows run "
+                          "full inference", RuntimeWarning, stacklevel=3)
+            return None
+
+
+def _take(output: Any, i: int, n: int):
+    """Item i of a model output for n items (tensors, or tuples/lists/dicts of them)."""
+    if isinstance(output, torch.Tensor):
+        return output[i:i + 1] if output.dim() > 0 and output.shape[0] == n else output
+    if isinstance(output, dict):
+        return {k: _take(v, i, n) for k, v in output.items()}
+    if isinstance(output, (list, tuple)):
+        return type(output)(_take(v, i, n) for v in output)
+    return output
 
 
 def _cat(outputs: List[Any]):
@@ -889,12 +1146,60 @@ def _cat(outputs: List[Any]):
     return first
 
 
-def prepare(model, x: torch.Tensor, window, stride, batch_size, required: bool
+# Plans per model (weakly: a model that goes away takes its plans along), per input shape.
+_PLANS: "weakref.WeakKeyDictionary[nn.Module, Dict[tuple, Union[Plan, IncrementalUnsupported]]]" = \
+    weakref.WeakKeyDictionary()
+_PLANS_LOCK = threading.Lock()
+#: Plans kept per model (input shapes, dtypes, devices), oldest dropped first.
+PLANS_PER_MODEL = 4
+
+
+def plan_for(model: nn.Module, x: torch.Tensor, retrace: bool = False) -> Tuple[Plan, Optional[Clean]]:
+    """The plan of `model` for inputs shaped like x (1, C, H, W), traced once and cached per
+    model, input shape, dtype and device; and x's clean values where this call traced it (None
+    for a cached plan). The mode and hooks are checked on every call; a plan is made again
+    where the model's modules, parameters or buffers were replaced by other objects or a
+    module's mode changed since (`_fingerprint`), or with `retrace`. A model that cannot be
+    traced or followed is remembered too: the same IncrementalUnsupported is raised without
+    tracing again. Raises ValueError for an x that is not one floating-point image."""
+    if not isinstance(x, torch.Tensor) or x.dim() != 4 or x.shape[0] != 1 or not x.is_floating_point() \
+            or x.numel() == 0:
+        raise ValueError("cnnviz: plan_for needs one floating-point image (1, C, H, W), got "
+                         f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
+    _check_model(model)
+    key = (tuple(x.shape), x.dtype, x.device)
+    fingerprint = _fingerprint(model)
+    with _PLANS_LOCK:
+        cached = _PLANS.get(model, {}).get(key)
+    if cached is not None and cached.fingerprint == fingerprint and not retrace:
+        if isinstance(cached, IncrementalUnsupported):
+            raise IncrementalUnsupported(str(cached))
+        return cached, None
+    try:
+        plan, first = Plan(model, x), None
+        first = plan.forget_first()
+    except IncrementalUnsupported as e:
+        e.fingerprint = fingerprint
+        plan = e
+    with _PLANS_LOCK:
+        plans = _PLANS.setdefault(model, {})
+        plans.pop(key, None)
+        plans[key] = plan
+        while len(plans) > PLANS_PER_MODEL:
+            plans.pop(next(iter(plans)))
+    if isinstance(plan, IncrementalUnsupported):
+        raise IncrementalUnsupported(str(plan))
+    return plan, first
+
+
+def prepare(model, x: torch.Tensor, window, stride, batch_size, required: bool, baseline: float = 0.0
             ) -> Tuple[Optional[IncrementalOcclusion], str]:
     """The incremental stand-in for ``model`` on x, or (None, why not). With ``required`` a
     model that cannot run incrementally raises ``ValueError`` (IncrementalUnsupported);
     without, it is also None where it would save too little to pay for itself. Inputs the
-    native loop rejects (shapes, windows, batch size) return None so that its error is raised."""
+    native loop rejects (shapes, windows, batch size) return None so that its error is raised.
+    The plan (trace, rules, rectangles, the automatic verdict) is cached per model and input
+    shape (``plan_for``); x's clean pass runs on every call."""
     try:
         if not isinstance(x, torch.Tensor) or x.dim() != 4 or not x.is_floating_point() or x.numel() == 0:
             return None, "x is not a (N, C, H, W) floating-point batch"
@@ -911,21 +1216,25 @@ def prepare(model, x: torch.Tensor, window, stride, batch_size, required: bool
         x = x.detach()
         if not required and _forward_flops_bound(model, x) < AUTO_MIN_SAVED_FLOPS:
             return None, "the model is too small for incremental occlusion to pay off"
-        plan = Plan(model, x[:1])
-        first = [_positions(x.shape[2], x.shape[3], win, st)[0]]
-        if not any(isinstance(m, Region) for n, m in geometry(plan, first, win, math.inf).items()
+        plan, first = plan_for(model, x[:1])
+        positions = _positions(x.shape[2], x.shape[3], win, st)
+        if not any(isinstance(m, Region) for n, m in plan.geometry_of(positions[:1], win, math.inf).items()
                    if n is not plan.input):
             raise IncrementalUnsupported("cnnviz: incremental occlusion found no layer it can compute by "
                                          "regions in this model (the first op already needs the whole input)")
-        with torch.no_grad():
-            _check_same_output(plan.output, model(x[:1]))
         if not required:
-            positions = _positions(x.shape[2], x.shape[3], win, st)
-            full = len(positions) * sum(_node_flops(plan, n, FULL, 1) for n in plan.nodes if n.op != "output")
-            saved = full - _executed_flops(plan, positions, win, batch_size, MATERIALIZE_FRACTION)
-            if saved < AUTO_MIN_SAVED_SHARE * full or saved < AUTO_MIN_SAVED_FLOPS:
-                return None, f"incremental occlusion would save {saved / 1e9:.2g} of {full / 1e9:.2g} GFLOP per image"
-        return IncrementalOcclusion(model, plan, x, win, st, required=required), ""
+            key = (win, st, batch_size)
+            why = plan.decisions.get(key)
+            if why is None:
+                full = len(positions) * sum(_node_flops(plan, n, FULL, 1) for n in plan.nodes if n.op != "output")
+                saved = full - _executed_flops(plan, positions, win, batch_size, MATERIALIZE_FRACTION)
+                why = "" if saved >= AUTO_MIN_SAVED_SHARE * full and saved >= AUTO_MIN_SAVED_FLOPS else (
+                    f"incremental occlusion would save {saved / 1e9:.2g} of {full / 1e9:.2g} GFLOP per image")
+                plan.decisions[key] = why
+            if why:
+                return None, why
+        return IncrementalOcclusion(model, plan, x, win, st, required=required, first=first, baseline=baseline,
+                                    batch_size=batch_size), ""
     except IncrementalUnsupported as e:
         if required:
             raise
@@ -947,15 +1256,17 @@ def _forward_flops_bound(model, x: torch.Tensor) -> float:
     return 2.0 * params * x.shape[2] * x.shape[3] if params else math.inf
 
 
-def _check_same_output(traced, eager) -> None:
-    """The traced, out-of-place graph must give the model's own output on x."""
-    a, b = _tensors(traced), _tensors(eager)
-    ok = len(a) == len(b) and all(u.shape == v.shape and torch.allclose(u, v, rtol=1e-5, atol=1e-6, equal_nan=True)
-                                  for u, v in zip(a, b))
+def _check_same_output(traced: List[torch.Tensor], eager: List[torch.Tensor], image: int) -> None:
+    """The traced, out-of-place graph must give the model's own output on an image (to the
+    rounding of a batch of one against the batch of all images)."""
+    ok = len(traced) == len(eager) and all(
+        u.shape == v.shape and torch.allclose(u, v, rtol=1e-4, atol=1e-5 * float(v.abs().max()) if v.numel() else 0.0,
+                                              equal_nan=True)
+        for u, v in zip(traced, eager))
     if not ok:
-        raise IncrementalUnsupported("cnnviz: incremental occlusion's traced graph does not reproduce the "
-                                     "model's output on x (data-dependent behaviour torch.fx cannot see); "
-                                     "pass incremental=False")
+        raise IncrementalUnsupported(f"cnnviz: incremental occlusion's traced graph does not reproduce the "
+                                     f"model's output on image {image} (data-dependent behaviour torch.fx cannot "
+                                     "see); pass incremental=False")
 
 
 def _tensors(value) -> List[torch.Tensor]:

@@ -5,7 +5,7 @@ overhead rather than arithmetic. A plan is a ``torch.jit.trace`` of the model: i
 without calling back into Python (no module calls, no hooks; the native core captures
 layers in it by name). The trace shares the model's parameters and buffers, so in-place
 changes of their values (an optimizer step, ``load_state_dict``, edits through ``.data``)
-reach it as they are; a replaced tensor or module (another storage) makes a new plan.
+reach it as they are; a replaced tensor or module (another object) makes a new plan.
 
 A plan is used only where it gives the model's results: it is built for models in eval
 mode with no hooks, whose forward traces without a TracerWarning (no data-dependent Python
@@ -62,24 +62,38 @@ class _Entry:
     """The plans of one model: per image shape a traced module (or None: not plannable),
     the input shapes verified against the model, the state key."""
 
-    def __init__(self, state) -> None:
+    def __init__(self, state, elements: int) -> None:
         self.state = state
+        self.elements = elements  # parameters' elements, for the size of the work
         self.traced: Dict[Tuple[int, ...], Optional[torch.jit.ScriptModule]] = {}
         self.verified: Dict[Tuple[int, ...], bool] = {}
 
 
-def _tensors(model: nn.Module):
-    return list(model.parameters()) + [b for b in model.buffers() if b is not None]
-
-
-def _state(model: nn.Module, tensors) -> tuple:
-    """What a plan depends on: each tensor's storage and shape, the modules and their
-    modes (values are shared with the trace, so they need no key)."""
-    return (tuple((t.data_ptr(), tuple(t.shape)) for t in tensors),
-            tuple((id(m), m.training) for m in model.modules()))
+def _walk(model: nn.Module) -> Tuple[tuple, bool]:
+    """One pass over the modules (a lookup runs on every call, and ``modules()``,
+    ``parameters()`` and ``buffers()`` each walk the tree again): what a plan depends on,
+    and whether a module trains or has hooks. The key holds each module's identity and mode
+    and each parameter's and buffer's identity: the trace holds these very tensors, so
+    in-place edits and ``.data`` assignments reach it, and a replaced tensor (a new object;
+    the old one, held by the trace, keeps its id from being reused) makes a new plan."""
+    modules, tensors = [], []
+    hooked = False
+    stack, seen = [model], set()
+    while stack:
+        m = stack.pop()
+        if id(m) in seen:
+            continue
+        seen.add(id(m))
+        modules.append((id(m), m.training))
+        hooked = hooked or m.training or bool(m._forward_hooks) or bool(m._forward_pre_hooks)
+        tensors.extend(map(id, m._parameters.values()))
+        tensors.extend(map(id, m._buffers.values()))
+        stack.extend(c for c in m._modules.values() if c is not None)
+    return (tuple(tensors), tuple(modules)), hooked
 
 
 def _eligible(model, x: torch.Tensor) -> bool:
+    """The checks that need no walk over the modules."""
     if not isinstance(model, nn.Module) or isinstance(model, torch.jit.ScriptModule):
         return False
     if not inference_plans_enabled() or not isinstance(x, torch.Tensor) or x.dim() != 4:
@@ -87,12 +101,7 @@ def _eligible(model, x: torch.Tensor) -> bool:
     if x.dtype != torch.float32 or torch.is_autocast_enabled() or torch.is_autocast_cpu_enabled():
         return False
     from torch.nn.modules import module as _m
-    if _m._global_forward_hooks or _m._global_forward_pre_hooks:
-        return False
-    for m in model.modules():
-        if m.training or m._forward_hooks or m._forward_pre_hooks:
-            return False
-    return True
+    return not (_m._global_forward_hooks or _m._global_forward_pre_hooks)
 
 
 def _build(model: nn.Module, x: torch.Tensor):
@@ -120,17 +129,17 @@ def model_for(model, x: torch.Tensor, layers: Sequence[str] = ()):
     """The plan that serves a call on ``x`` (capturing ``layers``), or ``model`` itself."""
     if not _eligible(model, x):
         return model
-    tensors = _tensors(model)
-    per_image = x[0].numel()
-    if per_image * max(1, sum(t.numel() for t in tensors if isinstance(t, nn.Parameter))) >= _SMALL_WORK:
+    state, hooked = _walk(model)
+    if hooked:
         return model
     image = tuple(x.shape[1:])
     with _lock:
-        state = _state(model, tensors)
         entry = _plans.get(model)
         if entry is None or entry.state != state:
-            entry = _Entry(state)
+            entry = _Entry(state, sum(p.numel() for p in model.parameters()))
             _plans[model] = entry
+        if x[0].numel() * max(1, entry.elements) >= _SMALL_WORK:
+            return model
         if image not in entry.traced:
             entry.traced[image] = _build(model, x)
         plan = entry.traced[image]

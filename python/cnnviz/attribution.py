@@ -240,7 +240,7 @@ def occlusion(model, x: torch.Tensor, target: TargetLike = None, *,
     if incremental is not False:
         from ._incremental_occlusion import prepare
 
-        runner, _ = prepare(model, x, window, stride, batch_size, required=incremental is True)
+        runner, _ = prepare(model, x, window, stride, batch_size, required=incremental is True, baseline=baseline)
     result = run_native(_C.occlusion, progress, None, "occlusion", model if runner is None else runner,
                         x, target, o)
     result.incremental = runner is not None and runner.full_batches == 0

@@ -60,7 +60,8 @@ def rank_correlation(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 def deletion_insertion(model, x: torch.Tensor, attribution: MapLike, target: TargetLike = None, *,
                        steps: int = _DI.steps, baseline: Union[None, str, torch.Tensor] = None,
                        deletion_baseline: str = _DI.deletion_baseline, insertion_baseline: str = _DI.insertion_baseline,
-                       blur_sigma: float = _DI.blur_sigma, score: str = _DI.score, batch_size: int = _DI.batch_size,
+                       blur_sigma: float = _DI.blur_sigma, score: str = _DI.score,
+                       batch_size: Optional[int] = _DI.batch_size,
                        seed: int = _DI.seed, mean: Sequence[float] = tuple(_DI.mean),
                        std: Sequence[float] = tuple(_DI.std), progress: ProgressArg = False) -> DeletionInsertionResult:
     """Deletion and insertion curves of an attribution map (Petsiuk et al. 2018).
@@ -71,9 +72,12 @@ def deletion_insertion(model, x: torch.Tensor, attribution: MapLike, target: Tar
     the insertion baseline, for k = 0..steps; the target's ``score`` ("probability", RISE's
     choice, or "logit") is recorded at each step. The 2 N steps perturbed images run
     ``batch_size`` at a time (deletion's first point and insertion's last are x itself,
-    scored by one forward of x). On a CPU at ImageNet sizes with glibc's default allocator,
-    ``batch_size=2`` to 4 is faster per image than 32: larger batches' activations are served
-    from fresh pages on every forward (benchmarks/RESULTS.md, "Analysis: deletion/insertion").
+    scored by one forward of x). ``batch_size=None`` (the default) chooses it from the image
+    size: on a CPU as many images as keep one batch's input under 2^19 values (3 at
+    3 x 224 x 224, 32 at 3 x 32 x 32), at least 1 and at most 32; on other devices 32. Larger
+    batches at ImageNet sizes run slower per image on a CPU with glibc's default allocator
+    (their activations come from fresh pages on every forward; benchmarks/RESULTS.md,
+    "Analysis: deletion/insertion"). The result's ``batch_size`` says which was used.
 
     ``attribution``: a map (N, h, w), (N, 1, h, w) or (h, w) for one image, or a method's
     result (a CAM's ``upsampled`` map, else its ``map``); a coarser map with the image's
@@ -87,7 +91,7 @@ def deletion_insertion(model, x: torch.Tensor, attribution: MapLike, target: Tar
 
     Returns a ``DeletionInsertionResult``: ``fractions`` (steps + 1,), ``deletion`` and
     ``insertion`` (N, steps + 1), ``deletion_auc`` and ``insertion_auc`` (N,) by the trapezoid
-    rule over the fractions, ``target`` (N,), ``logits`` (N, K).
+    rule over the fractions, ``target`` (N,), ``logits`` (N, K), ``batch_size``.
     """
     if target is None and not isinstance(attribution, torch.Tensor):
         target = getattr(attribution, "target", None)

@@ -150,6 +150,30 @@ TEST_CASE("deletion_insertion equals a per-step loop, and its areas the trapezoi
   CHECK(torch::isnan(rs.insertion).any().item<bool>());
 }
 
+TEST_CASE("deletion_insertion's batch size: from the image size unless given") {
+  using cnnviz::deletion_insertion_batch_size;
+  // Unset: on a CPU, one batch's input stays under 2^19 values, 1 to 32 images.
+  CHECK(deletion_insertion_batch_size(torch::zeros({2, 3, 224, 224})) == 3);
+  CHECK(deletion_insertion_batch_size(torch::zeros({1, 3, 32, 32})) == 32);
+  CHECK(deletion_insertion_batch_size(torch::zeros({1, 3, 512, 512})) == 1);
+  CHECK(deletion_insertion_batch_size(torch::zeros({1, 1, 128, 128})) == 32);
+  CHECK(deletion_insertion_batch_size(torch::zeros({1, 3, 224, 224}), cnnviz::DeletionInsertionOptions().batch_size(16)) ==
+        16);
+  CHECK_THROWS_WITH_AS(deletion_insertion_batch_size(torch::zeros({1, 3, 8, 8}),
+                                                     cnnviz::DeletionInsertionOptions().batch_size(-2)),
+                       doctest::Contains("batch_size must be at least 1"), c10::ValueError);
+  CHECK_THROWS_WITH_AS(deletion_insertion_batch_size(torch::Tensor()), doctest::Contains("(N, C, H, W)"),
+                       c10::ValueError);
+  // The result says which batch size ran.
+  auto seq = fixtures::small_cnn();
+  cnnviz::AnyModel model = cnnviz::SequentialModel(seq);
+  auto x = torch::randn({1, 3, 16, 16});
+  auto map = torch::rand({1, 16, 16});
+  CHECK(cnnviz::deletion_insertion(model, x, map, {}, cnnviz::DeletionInsertionOptions().steps(4)).batch_size == 32);
+  CHECK(cnnviz::deletion_insertion(model, x, map, {}, cnnviz::DeletionInsertionOptions().steps(4).batch_size(3))
+            .batch_size == 3);
+}
+
 TEST_CASE("deletion_insertion rejects bad maps and options") {
   auto seq = fixtures::small_cnn();
   cnnviz::AnyModel model = cnnviz::SequentialModel(seq);

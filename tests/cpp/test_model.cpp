@@ -21,6 +21,22 @@ TEST_CASE("SequentialModel captures children in order") {
   CHECK(torch::allclose(r.at("1"), torch::relu(r.at("0"))));
   CHECK_THROWS_WITH_AS(model.capture(x, {{"7"}, true, cnnviz::ReluMode::normal}),
                        doctest::Contains("unknown layer '7'"), c10::ValueError);
+
+  SUBCASE("a cut starts the autograd graph at the captured child") {
+    for (auto& p : seq->parameters()) p.requires_grad_(false);
+    CHECK(model.can_cut());
+    cnnviz::CaptureRequest cut{{"0"}, true, cnnviz::ReluMode::normal};
+    cut.cut = true;
+    auto rc = model.capture(x, cut);
+    CHECK(rc.at("0").requires_grad());
+    CHECK_FALSE(rc.at("0").grad_fn());
+    CHECK(torch::allclose(rc.output, r.output));
+    auto g = torch::autograd::grad({rc.output.sum()}, {rc.at("0")})[0];
+    auto xg = x.clone().requires_grad_();
+    auto rg = model.capture(xg, {{"0"}, true, cnnviz::ReluMode::normal});
+    CHECK(torch::allclose(g, torch::autograd::grad({rg.output.sum()}, {rg.at("0")})[0]));
+    for (auto& p : seq->parameters()) p.requires_grad_(true);
+  }
 }
 
 TEST_CASE("FreezeParameters: overlapping scopes in several threads restore the flags once") {

@@ -82,6 +82,19 @@ TEST_CASE("ScriptModel captures scripted submodules by name and call") {
     CHECK(torch::allclose(grads[0], expected, 1e-5, 1e-6));
     CHECK(grads[1].defined());
   }
+  SUBCASE("a cut starts the autograd graph at the captured layer") {
+    cnnviz::CaptureRequest cut{{"relu:0"}, true, cnnviz::ReluMode::normal};
+    cut.cut = true;
+    auto rc = model.capture(x, cut);  // x and the parameters need no gradient
+    CHECK(rc.at("relu:0").requires_grad());
+    CHECK_FALSE(rc.at("relu:0").grad_fn());
+    CHECK(torch::allclose(rc.at("relu:0"), y));
+    CHECK(torch::allclose(rc.output, r.output));
+    auto g = torch::autograd::grad({rc.output.sum()}, {rc.at("relu:0")})[0];
+    auto xg = x.clone().requires_grad_();
+    auto rg = model.capture(xg, {{"relu:0"}, true, cnnviz::ReluMode::normal});
+    CHECK(torch::allclose(g, torch::autograd::grad({rg.output.sum()}, {rg.at("relu:0")})[0]));
+  }
   SUBCASE("output not needed: the graph ends at the deepest layer") {
     cnnviz::CaptureRequest early{{"relu:0"}, false, cnnviz::ReluMode::normal};
     auto re = model.capture(x, early);

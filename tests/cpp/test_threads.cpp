@@ -67,3 +67,24 @@ TEST_CASE("estimated_work: input elements per pass times parameters") {
   EnvGuard env(nullptr);
   CHECK(cnnviz::policy_threads(model, x, 5) == 1);
 }
+
+TEST_CASE("ThreadScope lowers OpenBLAS's process-wide count while any lowering scope runs") {
+  const int before = cnnviz::detail::blas_num_threads();
+  if (before < 2) return;  // no OpenBLAS, or one thread already: nothing to lower
+  {
+    cnnviz::ThreadScope outer(1);
+    CHECK(cnnviz::detail::blas_num_threads() == 1);
+    {
+      cnnviz::ThreadScope inner(1);
+      CHECK(cnnviz::detail::blas_num_threads() == 1);
+    }
+    CHECK(cnnviz::detail::blas_num_threads() == 1);  // the outer scope still holds it
+    int seen = 0;
+    std::thread([&] {
+      cnnviz::ThreadScope other(before);  // a scope at the full count does not raise it
+      seen = cnnviz::detail::blas_num_threads();
+    }).join();
+    CHECK(seen == 1);
+  }
+  CHECK(cnnviz::detail::blas_num_threads() == before);
+}

@@ -98,6 +98,54 @@ def test_deletion_insertion_equals_a_per_step_loop():
     np.testing.assert_allclose(r.insertion.numpy(), s, rtol=1e-9, atol=1e-12)
 
 
+class Strided(nn.Module):
+    """A cheap classifier for large images: one strided conv, pooling, a linear layer."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = nn.Conv2d(3, 4, 8, stride=8)
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x):
+        return self.fc(self.conv(x).relu().mean((2, 3)))
+
+
+def _rows(model, fn):
+    """The batch sizes of the model's forwards during fn()."""
+    rows = []
+    handle = model.register_forward_hook(lambda m, i, o: rows.append(i[0].shape[0]))
+    try:
+        fn()
+    finally:
+        handle.remove()
+    return rows
+
+
+def test_deletion_insertion_batch_size_adapts_to_the_image_size():
+    """Unset, batch_size keeps one batch's input under 2^19 values on a CPU (3 images at
+    3 x 224 x 224, at most 32 small ones); an explicit batch_size is honoured; the curves do
+    not depend on it."""
+    model = Strided().eval()
+    torch.manual_seed(2)
+    big, small = torch.randn(2, 3, 224, 224), torch.randn(2, 3, 16, 16)
+    map_big, map_small = torch.rand(2, 224, 224), torch.rand(2, 16, 16)
+    assert cnnviz.faithfulness._DI.batch_size is None
+    r = cnnviz.deletion_insertion(model, big, map_big, steps=4)
+    assert r.batch_size == 3 == (1 << 19) // (3 * 224 * 224)
+    rows = _rows(model, lambda: cnnviz.deletion_insertion(model, big, map_big, steps=4))
+    assert rows[0] == 2 and sum(rows[1:]) == 2 * 2 * 4 and max(rows[1:]) == 3, rows
+    explicit = cnnviz.deletion_insertion(model, big, map_big, steps=4, batch_size=16)
+    assert explicit.batch_size == 16
+    assert _rows(model, lambda: cnnviz.deletion_insertion(model, big, map_big, steps=4, batch_size=16))[1:] == [16]
+    torch.testing.assert_close(r.deletion, explicit.deletion, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(r.insertion, explicit.insertion, rtol=1e-5, atol=1e-6)
+    assert cnnviz.deletion_insertion(model, small, map_small, steps=40).batch_size == 32
+    # Larger than 2^19 values per image: one image per forward.
+    huge = torch.randn(1, 3, 512, 512)
+    assert cnnviz.deletion_insertion(model, huge, torch.rand(1, 64, 64), steps=1).batch_size == 1
+
+
 def test_deletion_insertion_takes_results_and_coarse_maps():
     model = VggLike().eval()
     x = torch.randn(2, 3, 16, 16)

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 import cnnviz
-from _attribution_nets import hooked, small_net
+from _attribution_nets import SmallNet, hooked, small_net
 
 
 def grad_cam_ref(a, g):
@@ -122,6 +122,100 @@ def test_relu_option_keeps_negative_evidence():
     raw = cnnviz.grad_cam(net, x, "conv3", 1, relu=False).map
     torch.testing.assert_close(raw, (g.mean((2, 3), keepdim=True) * a).sum(1))
     assert (raw < 0).any()
+
+
+class _Probe(torch.autograd.Function):
+    """Identity that records whether autograd records it (its input needs a gradient) and
+    counts its backward calls."""
+
+    seen = []
+    backwards = 0
+
+    @staticmethod
+    def forward(ctx, x):
+        _Probe.seen.append(ctx.needs_input_grad[0])
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, g):
+        _Probe.backwards += 1
+        return g
+
+
+class ProbedNet(SmallNet):
+    """SmallNet with the probe after its first block."""
+
+    def forward(self, x):
+        x = _Probe.apply(self._relu(self.conv1(x), self.act1))
+        x = self._relu(self.conv2(x), self.act2)
+        x = self._relu(self.conv3(x), self.act3)
+        return self.fc(F.adaptive_avg_pool2d(x, 1).flatten(1))
+
+
+@pytest.mark.parametrize("plans", [True, False])
+@pytest.mark.parametrize("fn,ref", METHODS)
+def test_gradient_cams_record_nothing_below_their_layer(fn, ref, plans):
+    """Grad-CAM needs d(score)/d(activation) only: the graph starts at the layer, so the
+    layers below it run without autograd recording them, and no backward reaches them."""
+    torch.manual_seed(0)
+    net = ProbedNet().eval()
+    x = torch.randn(2, 3, 12, 12)
+    a, g, _ = hooked(net, x, "conv3", [1, 2])
+    cnnviz.set_inference_plans(plans)
+    try:
+        fn(net, x, "conv3", [1, 2])  # with plans: traces the model (parameters requiring grad)
+        _Probe.seen.clear()
+        _Probe.backwards = 0
+        r = fn(net, x, "conv3", [1, 2])
+        assert _Probe.seen and not any(_Probe.seen) and _Probe.backwards == 0
+        torch.testing.assert_close(r.map, ref(a, g), rtol=1e-5, atol=1e-6)
+        _Probe.seen.clear()
+        cnnviz.saliency(net, x, 1)  # the control: an input gradient records the lower layers
+        assert _Probe.seen and all(_Probe.seen) and _Probe.backwards == 1
+    finally:
+        cnnviz.set_inference_plans(True)
+
+
+class TupleLayer(torch.nn.Module):
+    """A layer whose output is a tuple (a cut cannot replace it in a forward hook)."""
+
+    def __init__(self, conv):
+        super().__init__()
+        self.conv = conv
+
+    def forward(self, x):
+        y = self.conv(x)
+        return y, y.mean()
+
+
+class TupleNet(SmallNet):
+    def __init__(self):
+        super().__init__()
+        self.block = TupleLayer(self.conv2)
+
+    def forward(self, x):
+        x = self._relu(self.conv1(x), self.act1)
+        x = self._relu(self.block(x)[0], self.act2)
+        x = self._relu(self.conv3(x), self.act3)
+        return self.fc(F.adaptive_avg_pool2d(x, 1).flatten(1))
+
+
+def test_grad_cam_of_a_layer_returning_a_tuple():
+    torch.manual_seed(0)
+    net = TupleNet().double().eval()
+    x = torch.randn(2, 3, 12, 12, dtype=torch.float64)
+    a, g, _ = hooked(net, x, "block.conv", [0, 3])
+    r = cnnviz.grad_cam(net, x, "block", [0, 3])
+    torch.testing.assert_close(r.map, grad_cam_ref(a, g), rtol=1e-5, atol=1e-12)
+
+
+def test_grad_cam_before_an_inplace_relu():
+    net = small_net("inplace")
+    x = torch.randn(2, 3, 12, 12, dtype=torch.float64)
+    a, g, _ = hooked(small_net("module"), x, "conv2", [1, 0])
+    r = cnnviz.grad_cam(net, x, "conv2", [1, 0], relu=False)
+    assert (a < 0).any()  # the captured values are the conv's, not clipped by the ReLU after it
+    torch.testing.assert_close(r.map, (g.mean((2, 3), keepdim=True) * a).sum(1), rtol=1e-5, atol=1e-12)
 
 
 def test_bad_input():

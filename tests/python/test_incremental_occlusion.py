@@ -3,7 +3,6 @@ the native full path (incremental=False) and a per-window loop written here, on 
 VGG-like nets, torchvision ResNet-18, MobileNetV2/V3, DenseNet-121 and the pretrained
 ResNet-20; the fall-backs (untraceable and unsupported ops, train mode, hooks, TorchScript);
 and the FLOP count against a count by hand."""
-import math
 import warnings
 
 import pytest
@@ -393,3 +392,231 @@ def test_auto_mode_never_traces_a_small_model(monkeypatch):
     result = cnnviz.occlusion(small, x, target=0, window=4, stride=4)
     assert not result.incremental and not traced
     assert cnnviz.occlusion(small, x, target=0, window=4, stride=4, incremental=True).incremental and traced
+
+
+# ---- the plan cache (trace, rules, rectangles per model and input shape) ----
+
+
+class Gained(nn.Module):
+    """A Python float read by the forward: torch.fx records its value as a constant, so the
+    trace goes stale when it changes, which no fingerprint of modules and tensors can see."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Conv2d(3, 4, 3, padding=1)
+        self.fc = nn.Linear(4, 3)
+        self.gain = 1.0
+
+    def forward(self, x):
+        return self.fc((torch.relu(self.a(x)) * self.gain).amax((2, 3)))
+
+
+def _counting_trace(monkeypatch):
+    traced = []
+    real = io.fx.symbolic_trace
+    monkeypatch.setattr(io.fx, "symbolic_trace", lambda m, *a, **k: traced.append(m) or real(m, *a, **k))
+    return traced
+
+
+def _incremental_equals_loop(net, x, window=4, stride=4):
+    r = cnnviz.occlusion(net, x, window=window, stride=stride, incremental=True)
+    assert r.incremental
+    torch.testing.assert_close(r.scores, loop_occlusion(net, x, r.target, _two(window), _two(stride)),
+                               rtol=1e-9, atol=1e-12)
+    return r
+
+
+def _two(v):
+    return (v, v) if isinstance(v, int) else tuple(v)
+
+
+def test_plan_is_cached_per_model_and_input_shape(monkeypatch):
+    traced = _counting_trace(monkeypatch)
+    net = _net(Branches)
+    x = torch.randn(1, 3, 12, 12, dtype=torch.float64)
+    _incremental_equals_loop(net, x)
+    assert len(traced) == 1
+    _incremental_equals_loop(net, torch.randn(2, 3, 12, 12, dtype=torch.float64), window=3, stride=2)
+    assert len(traced) == 1  # other images, windows, strides, batch count: the same plan
+    _incremental_equals_loop(net, torch.randn(1, 3, 16, 12, dtype=torch.float64))
+    assert len(traced) == 2  # another input shape: another plan
+    _incremental_equals_loop(net, x)
+    assert len(traced) == 2  # both kept
+    other = _net(Branches, seed=1)
+    _incremental_equals_loop(other, x)
+    assert len(traced) == 3  # per model object
+
+
+def test_plan_cache_follows_weight_changes_without_tracing_again(monkeypatch):
+    traced = _counting_trace(monkeypatch)
+    net = _net(VggLike)
+    x = torch.randn(1, 3, 16, 16, dtype=torch.float64)
+    before = _incremental_equals_loop(net, x)
+    net.load_state_dict(_net(VggLike, seed=3).state_dict())  # in place: values only
+    with torch.no_grad():
+        net.features[3].weight.mul_(-2.0)
+    after = _incremental_equals_loop(net, x)
+    assert len(traced) == 1 and not torch.allclose(before.scores, after.scores)
+
+
+def test_plan_cache_is_invalidated_by_replaced_modules_parameters_and_mode(monkeypatch):
+    traced = _counting_trace(monkeypatch)
+    net = _net(Branches)
+    x = torch.randn(1, 3, 12, 12, dtype=torch.float64)
+    _incremental_equals_loop(net, x)
+    net.scale = nn.Parameter(torch.rand(1, 12, 1, 1, dtype=torch.float64) + 2.0)  # a get_attr tensor
+    _incremental_equals_loop(net, x)
+    assert len(traced) == 2
+    net.b.weight = nn.Parameter(torch.randn_like(net.b.weight))
+    _incremental_equals_loop(net, x)
+    assert len(traced) == 3
+    net.c = nn.Conv2d(6, 6, 1).double().eval()
+    _incremental_equals_loop(net, x)
+    assert len(traced) == 4
+    net.train()
+    with pytest.raises(ValueError, match="eval mode"):
+        cnnviz.occlusion(net, x, window=4, stride=4, incremental=True)
+    net.eval()
+    _incremental_equals_loop(net, x)
+    assert len(traced) == 4  # back in the modes it was traced in: the same plan serves
+    net.a.train()
+    with pytest.raises(ValueError, match=r"eval mode \(a is in training mode\)"):
+        cnnviz.occlusion(net, x, window=4, stride=4, incremental=True)
+
+
+def test_a_stale_trace_is_caught_by_the_output_check_and_traced_again(monkeypatch):
+    traced = _counting_trace(monkeypatch)
+    net = _net(Gained)
+    x = torch.randn(1, 3, 12, 12, dtype=torch.float64)
+    _incremental_equals_loop(net, x)
+    net.gain = -3.0  # the cached trace multiplies by 1.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _incremental_equals_loop(net, x)
+    assert len(traced) == 2
+
+
+def test_a_trace_that_disagrees_runs_in_full_or_refuses(monkeypatch):
+    net = _net(Gained)
+    x = torch.randn(1, 3, 12, 12, dtype=torch.float64)
+    real = io.Plan.clean
+
+    def wrong(self, image):
+        clean = real(self, image)
+        clean.output = clean.output + 1.0
+        return clean
+
+    monkeypatch.setattr(io.Plan, "clean", wrong)
+    monkeypatch.setattr(io, "AUTO_MIN_SAVED_FLOPS", 0.0)
+    monkeypatch.setattr(io, "AUTO_MIN_SAVED_SHARE", 0.0)
+    with pytest.warns(RuntimeWarning, match="does not reproduce the model's output on image 0"):
+        auto = cnnviz.occlusion(net, x, window=4, stride=4)
+    assert not auto.incremental
+    torch.testing.assert_close(auto.scores, loop_occlusion(net, x, auto.target, (4, 4), (4, 4)))
+    with pytest.raises(ValueError, match="does not reproduce"):
+        cnnviz.occlusion(net, x, window=4, stride=4, incremental=True)
+
+
+def test_plans_go_with_their_model():
+    import gc
+    import weakref
+
+    net = _net(VggLike)
+    x = torch.randn(1, 3, 16, 16, dtype=torch.float64)
+    _incremental_equals_loop(net, x)
+    assert net in io._PLANS
+    gone = weakref.ref(net)
+    del net
+    gc.collect()
+    assert gone() is None and len([m for m in io._PLANS if m is not None]) == len(io._PLANS)
+
+
+def test_untraceable_verdict_is_cached(monkeypatch):
+    traced = _counting_trace(monkeypatch)
+    net = _net(Untraceable)
+    x = torch.randn(1, 3, 12, 12, dtype=torch.float64)
+    for _ in range(2):
+        with pytest.raises(ValueError, match="cannot trace the model with torch.fx"):
+            cnnviz.occlusion(net, x, window=4, stride=4, incremental=True)
+    assert len(traced) == 1
+
+
+def test_plan_for_bad_input():
+    net = _net(VggLike)
+    with pytest.raises(ValueError, match=r"one floating-point image \(1, C, H, W\), got \(2, 3, 8, 8\)"):
+        io.plan_for(net, torch.randn(2, 3, 8, 8, dtype=torch.float64))
+    with pytest.raises(ValueError, match="one floating-point image"):
+        io.plan_for(net, torch.zeros(1, 3, 8, 8, dtype=torch.long))
+    with pytest.raises(ValueError, match="eval mode"):
+        io.plan_for(_net(VggLike).train(), torch.randn(1, 3, 8, 8, dtype=torch.float64))
+
+
+# ---- the schedule: which windows run together ----
+
+
+@pytest.mark.parametrize("case", [
+    (Branches, (1, 3, 17, 19), (3, 3), (2, 2), 7),
+    (VggLike, (1, 3, 20, 20), (6, 6), (2, 3), 5),
+    ("resnet18", (1, 3, 64, 64), (8, 8), (4, 4), 16),
+])
+def test_schedule_partitions_the_windows_and_its_estimate_is_exact(case):
+    cls, shape, window, stride, batch = case
+    if isinstance(cls, str):
+        torch.manual_seed(0)
+        net = getattr(torchvision.models, cls)().eval()
+        x = torch.randn(shape)
+    else:
+        net, x = _net(cls), torch.randn(shape, dtype=torch.float64)
+    plan = io.plan_for(net, x)[0]
+    positions = io._positions(shape[2], shape[3], window, stride)
+    groups = io._schedule(plan, positions, window, batch, io.MATERIALIZE_FRACTION)
+    assert sorted(k for g in groups for k in g) == list(range(len(positions)))
+    assert all(1 <= len(g) <= batch for g in groups)
+    ext = io._Extents(plan, positions, window, io.MATERIALIZE_FRACTION)
+    gen = torch.Generator().manual_seed(1)
+    subsets = groups + [torch.randperm(len(positions), generator=gen)[:int(m)].tolist() for m in (1, 3, batch, 40)]
+    for g in subsets:  # the separable estimate against a geometry of the group itself
+        assert ext.flops(g) == pytest.approx(io._group_flops(plan, [positions[k] for k in g], window,
+                                                             io.MATERIALIZE_FRACTION), rel=1e-12)
+    f = io.occlusion_flops(net, shape, window, stride, batch_size=batch)
+    assert f.executed == pytest.approx(sum(ext.flops(g) for g in groups), rel=1e-12)
+
+
+def test_vgg16_schedule_executes_closer_to_theory():
+    torch.manual_seed(0)
+    net = torchvision.models.vgg16().eval()
+    plan = io.plan_for(net, torch.zeros(1, 3, 224, 224))[0]
+    positions = io._positions(224, 224, (32, 32), (16, 16))
+    natural = [list(range(k * 169 // 6, (k + 1) * 169 // 6)) for k in range(6)]  # the windows in order
+    ext = io._Extents(plan, positions, (32, 32), io.MATERIALIZE_FRACTION)
+    groups = io._schedule(plan, positions, (32, 32), 32, io.MATERIALIZE_FRACTION)
+    full = 169 * sum(io._node_flops(plan, n, io.FULL, 1) for n in ext.nodes)
+    in_order, scheduled = full / sum(map(ext.flops, natural)), full / sum(map(ext.flops, groups))
+    assert in_order == pytest.approx(5.50, abs=0.01) and scheduled > 5.85 and len(groups) <= 8
+
+
+def test_windows_computed_ahead_with_a_baseline_equal_the_loop(monkeypatch):
+    monkeypatch.setattr(io, "GROUP_COST_PER_WEIGHT", 0.0)  # as many groups as saves FLOPs: far from in order
+    net = _net(Branches)
+    x = torch.randn(2, 3, 16, 15, dtype=torch.float64)
+    runner, _ = io.prepare(net, x, 3, 2, 4, required=True, baseline=0.7)
+    assert runner.groups != [list(range(k, min(k + 4, 49))) for k in range(0, 49, 4)]
+    inc = cnnviz.occlusion(net, x, [1, 2], window=3, stride=2, baseline=0.7, batch_size=4, incremental=True)
+    assert inc.incremental
+    torch.testing.assert_close(inc.scores, loop_occlusion(net, x, [1, 2], (3, 3), (2, 2), baseline=0.7),
+                               rtol=1e-9, atol=1e-12)
+
+
+def test_a_batch_that_is_not_the_expected_occlusion_runs_in_full():
+    net = _net(VggLike)
+    x = torch.randn(1, 3, 16, 16, dtype=torch.float64)
+    runner, _ = io.prepare(net, x, 4, 4, 4, required=True, baseline=0.0)
+    with torch.no_grad():
+        torch.testing.assert_close(runner(x), net(x))
+        batch = runner._occluded([0] * 4, runner.positions[:4])
+        batch[2, 0, 15, 15] += 1.0  # outside every window of this batch
+        torch.testing.assert_close(runner(batch), net(batch), rtol=1e-12, atol=1e-12)
+        assert runner.full_batches == 1 and runner.batches == 0
+        good = runner._occluded([0] * 4, runner.positions[4:8])
+        torch.testing.assert_close(runner(good), net(good), rtol=1e-9, atol=1e-12)
+        assert runner.batches >= 1 and runner.full_batches == 1

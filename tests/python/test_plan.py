@@ -78,6 +78,9 @@ def test_plan_follows_weight_changes(net, x):
     close(cnnviz.saliency(net, x).attribution, without_plan(lambda: cnnviz.saliency(net, x).attribution))
     net.layer1[0].bn1.running_var.data.mul_(2.0)                   # through .data
     close(cnnviz.grad_cam(net, x, "layer2").map, without_plan(lambda: cnnviz.grad_cam(net, x, "layer2").map))
+    net.layer1[1].conv2.weight.data = net.layer1[1].conv2.weight.data * -0.5  # a new tensor behind .data
+    assert _plan.model_for(net, x) is first
+    close(cnnviz.saliency(net, x).attribution, without_plan(lambda: cnnviz.saliency(net, x).attribution))
     net.layer2[0].conv1.weight = nn.Parameter(net.layer2[0].conv1.weight.detach() * -1)  # replaced: a new plan
     second = _plan.model_for(net, x)
     assert second is not first

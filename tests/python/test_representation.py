@@ -107,7 +107,8 @@ def test_minibatch_estimate_converges_to_the_full_one():
         for s in range(0, n, bs):
             acc.update([a[s:s + bs]], [b[s:s + bs]])
         errors.append(abs(acc.result().matrix.item() - full))
-    assert errors[-1] < 0.02
+    # Measured: 0.0021, 0.0043, 0.0019 for batches of 10, 50, 250 of the 3000 images.
+    assert max(errors) < 0.01, errors
     biased = cnnviz.CKAAccumulator(["a"], ["b"], unbiased=False)
     for s in range(0, n, 10):
         biased.update([a[s:s + 10]], [b[s:s + 10]])

@@ -20,9 +20,11 @@ class Recording(nn.Module):
         self.conv = nn.Conv2d(3, width, 3, padding=1)
         self.fc = nn.Linear(width, classes)
         self.seen = []
+        self.blas = []
 
     def forward(self, x):
         self.seen.append(torch.get_num_threads())
+        self.blas.append(cnnviz._C._blas_num_threads())
         return self.fc(torch.relu(self.conv(x)).mean((2, 3)))
 
 
@@ -51,6 +53,26 @@ def test_small_work_runs_on_one_thread_and_the_count_is_restored(two_threads):
     cnnviz.integrated_gradients(model, x, steps=4, batch_size=4)
     assert model.seen and set(model.seen) == {1}
     assert torch.get_num_threads() == 2
+
+
+def test_small_work_also_runs_openblas_on_one_thread(two_threads):
+    """Torch's batch-of-one convolutions call OpenBLAS, whose process-wide thread count the
+    intra-op setting does not reach: a call on one thread lowers it and restores it after."""
+    before = cnnviz._C._blas_num_threads()
+    if before < 2:
+        pytest.skip("no OpenBLAS with more than one thread in this process")
+    model = small()
+    x = torch.randn(1, 3, 32, 32)
+    cnnviz.saliency(model, x)
+    cnnviz.grad_cam(model, x, "conv")
+    assert model.blas and set(model.blas) == {1}
+    assert cnnviz._C._blas_num_threads() == before
+    with cnnviz.num_threads(2):                          # a scope at the caller's count leaves it
+        cnnviz.saliency(model, x)
+    assert model.blas[-1] == before
+    with pytest.raises((IndexError, ValueError)):        # restored after an error too
+        cnnviz.saliency(model, x, 99)
+    assert cnnviz._C._blas_num_threads() == before
 
 
 def test_large_work_runs_at_the_callers_count(two_threads):

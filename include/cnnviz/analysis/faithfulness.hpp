@@ -33,7 +33,11 @@ class ScriptModel;
   X(double, blur_sigma, 5.0, "Standard deviation in pixels of the blur baseline.")                             \
   X(Normalization, normalization, {}, "How inputs were normalized (black and uniform baselines).")             \
   X(Score, score, Score::probability, "The target's softmax probability (RISE) or its logit.")                 \
-  X(int64_t, batch_size, 32, "Perturbed images per forward pass (bounds memory).")                             \
+  X(c10::optional<int64_t>, batch_size, c10::nullopt,                                                          \
+    "Perturbed images per forward pass (bounds memory). Unset: on a CPU, as many as keep one batch's input "   \
+    "under 2^19 values (3 images of 3 x 224 x 224, 32 of 3 x 32 x 32), at least 1 and at most 32; elsewhere "  \
+    "32. Larger batches at 224 x 224 run slower per image on a CPU with glibc's default allocator (their "     \
+    "activations come from fresh pages on every forward; benchmarks/RESULTS.md).")                             \
   X(int64_t, seed, 0,                                                                                          \
     "Seeds the random order among pixels of equal attribution (a flat or ReLU-clipped map would otherwise "    \
     "be removed in raster order).")                                                                            \
@@ -51,6 +55,7 @@ struct DeletionInsertionResult {
   torch::Tensor insertion_auc;  ///< (N,) float64: the same for insertion (higher: more faithful)
   torch::Tensor target;         ///< (N,) int64: the class scored
   torch::Tensor logits;         ///< (N, K) for x
+  int64_t batch_size = 0;       ///< perturbed images per forward pass (options.batch_size, or the one chosen)
   bool stopped_early = false;   ///< the progress callback stopped the curves (missing points are NaN)
   bool interrupted = false;     ///< Ctrl-C stopped the loop (set by the Python bindings)
 };
@@ -61,10 +66,15 @@ struct DeletionInsertionResult {
 /// the insertion baseline. attribution: (N, h, w), (N, 1, h, w), or (h, w) when N = 1; a
 /// map at lower resolution with x's aspect ratio (a CAM) is upsampled bilinearly to (H, W).
 /// The 2 N steps perturbed images run batch_size at a time (deletion's first point and
-/// insertion's last are x itself, scored by one forward of x).
+/// insertion's last are x itself, scored by one forward of x); batch_size unset: see
+/// deletion_insertion_batch_size().
 DeletionInsertionResult deletion_insertion(const AnyModel& model, const torch::Tensor& x,
                                            const torch::Tensor& attribution, const Target& target = {},
                                            const DeletionInsertionOptions& options = {});
+
+/// The batch size deletion_insertion() runs x (N, C, H, W) with: options.batch_size when
+/// set; unset, on a CPU, floor(2^19 / (C H W)) clamped to [1, 32], elsewhere 32.
+int64_t deletion_insertion_batch_size(const torch::Tensor& x, const DeletionInsertionOptions& options = {});
 
 /// Spearman rank correlation of a and b (N, ...) per sample, over all other dimensions,
 /// ties given their average rank -> (N,) float64. A constant row gives NaN.

@@ -35,6 +35,12 @@ int current_num_threads();
 /// count is OpenMP's per-thread setting, which torch's parallel loops and oneDNN read), so
 /// calls in several threads do not interfere, and torch's process-wide default for new
 /// threads is left alone. threads <= 0 changes nothing.
+///
+/// OpenBLAS (which torch's batch-of-one convolutions call for their matrix products) keeps
+/// its own, process-wide thread count that the intra-op setting does not reach: a scope
+/// of fewer threads lowers it to `threads` too while any such scope runs, and the last one to end
+/// restores it (meanwhile other threads' matrix products run on fewer BLAS threads as
+/// well). A process without OpenBLAS is unaffected.
 class ThreadScope {
  public:
   explicit ThreadScope(int threads);
@@ -47,6 +53,12 @@ class ThreadScope {
  private:
   int saved_;
   int threads_;
+  bool blas_lowered_ = false;
 };
+
+namespace detail {
+/// OpenBLAS's thread count in this process (0 when OpenBLAS is not loaded).
+int blas_num_threads();
+}  // namespace detail
 
 }  // namespace cnnviz
