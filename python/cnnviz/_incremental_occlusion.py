@@ -464,7 +464,7 @@ class Plan:
         self.cost = {n: self._cost(n) for n in self.nodes}
         self.cache = {n: _meta(v) for n, v in self.cache.items()}
         self._geometry: Dict[tuple, Dict[fx.Node, Any]] = {}
-        self.decisions: Dict[tuple, Any] = {}  # per (window, stride, batch size): automatic mode's verdict
+        self.decisions: Dict[tuple, Any] = {}  # automatic verdicts and schedules, per window setting
         self.lock = threading.Lock()
 
     def forget_first(self) -> Optional["Clean"]:
@@ -804,8 +804,8 @@ class OcclusionFlops:
     """FLOPs of an occlusion run (multiply-adds count 2; every op counted, convolutions and
     linear layers dominate). ``full``: every window through the whole network; ``incremental``:
     each window's exactly affected regions (the theoretical cost); ``executed``: what the
-    incremental engine runs, with its batching (one rectangle size per batch) and layers over
-    MATERIALIZE_FRACTION run in full. ``saving`` = full / incremental; ``executed_saving`` =
+    incremental engine runs, with its batching (the groups of `_schedule`, one rectangle size
+    per group and layer) and layers over MATERIALIZE_FRACTION run in full. ``saving`` = full / incremental; ``executed_saving`` =
     full / executed. ``per_layer``: node name -> (full, incremental) for one image's windows."""
     positions: int
     full: float
@@ -838,6 +838,9 @@ def _group_flops(plan: Plan, windows, window, fraction: float) -> float:
 #: is a large part of its time (measured at 1 thread: VGG16 about 0.1 s and ResNet-18 about
 #: 0.075 s per group on top of the FLOPs at about 55 GFLOP/s, some 380 FLOPs per weight each).
 GROUP_COST_PER_WEIGHT = 400.0
+#: Grids of windows needing more batches than this run in order: their border windows are a
+#: small share, and costing the tilings would take seconds.
+MAX_SCHEDULED_GROUPS = 128
 
 
 def _split(order: List[int], k: int) -> List[List[int]]:
@@ -909,8 +912,11 @@ def _schedule(plan: Plan, positions: List[Tuple[int, int]], window: Tuple[int, i
     order = list(range(len(positions)))
     chunks = -(-len(order) // batch_size)
     natural = [order[k * len(order) // chunks:(k + 1) * len(order) // chunks] for k in range(chunks)]
+    if chunks == 1 or chunks > MAX_SCHEDULED_GROUPS:
+        plan.decisions[key] = natural
+        return natural
     ext = _Extents(plan, positions, window, fraction)
-    if chunks == 1 or len(positions) != len(ext.tops) * len(ext.lefts):
+    if len(positions) != len(ext.tops) * len(ext.lefts):
         plan.decisions[key] = natural
         return natural
     weights = sum(plan.gm.get_submodule(n.target).weight.numel() for n in ext.nodes
@@ -921,8 +927,9 @@ def _schedule(plan: Plan, positions: List[Tuple[int, int]], window: Tuple[int, i
     rows = sorted(ext.tops, key=lambda v: -ext.size(0, v))
     cols = sorted(ext.lefts, key=lambda v: -ext.size(1, v))
     best, best_cost = natural, sum(ext.flops(g) for g in natural) + per_group * len(natural)
-    for kr in range(1, len(rows) + 1):
-        tall = -(-len(rows) // kr)
+    # Each band height once, with the fewest bands giving it (more bands of that height only add groups).
+    talls = {-(-len(rows) // kr): kr for kr in range(len(rows), 0, -1)}
+    for tall, kr in sorted(talls.items()):
         kc_min = next((kc for kc in range(1, len(cols) + 1) if tall * -(-len(cols) // kc) <= batch_size), None)
         if kc_min is None:
             continue
