@@ -464,7 +464,7 @@ class Plan:
         self.cost = {n: self._cost(n) for n in self.nodes}
         self.cache = {n: _meta(v) for n, v in self.cache.items()}
         self._geometry: Dict[tuple, Dict[fx.Node, Any]] = {}
-        self.decisions: Dict[tuple, Any] = {}  # per (window, stride, batch size): automatic mode's verdict
+        self.decisions: Dict[tuple, Any] = {}  # automatic verdicts and schedules, per window setting
         self.lock = threading.Lock()
 
     def forget_first(self) -> Optional["Clean"]:
