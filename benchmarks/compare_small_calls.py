@@ -16,6 +16,7 @@ Usage: CNNVIZ_DATA=... python benchmarks/compare_small_calls.py [--threads 2] [-
 from __future__ import annotations
 
 import argparse
+import ctypes
 import os
 import statistics
 import sys
@@ -39,6 +40,49 @@ def captum_ig(model, x, target, steps):
     return attribution
 
 
+def forward_floor(model):
+    """The floor of a single-pass call: a forward of the inference plan without autograd
+    (what Grad-CAM cannot go below: its score needs the whole forward), on one intra-op and
+    one OpenBLAS thread, as cnnviz's policy runs it (with --threads 1 only: torch.set_num_threads
+    per call costs more than the forward, as it resizes thread pools and clears oneDNN's
+    cache)."""
+    try:
+        blas = ctypes.CDLL("libblas.so.3")
+        blas.openblas_get_num_threads()
+    except (OSError, AttributeError):
+        blas = None
+
+    def run(x, t):
+        plan = cnnviz._plan.model_for(model, x)
+        blas_threads = blas.openblas_get_num_threads() if blas else 0
+        if blas:
+            blas.openblas_set_num_threads(1)
+        try:
+            with torch.no_grad():
+                return plan(x)
+        finally:
+            if blas:
+                blas.openblas_set_num_threads(blas_threads)
+    return run
+
+
+def path_floor(model, steps):
+    """The floor of integrated gradients: one forward and input backward of the path's
+    `steps` rows through the model, parameters frozen, nothing else."""
+    def run(x, t):
+        alpha = torch.linspace(0, 1, steps).view(-1, 1, 1, 1)
+        params = [p for p in model.parameters() if p.requires_grad]
+        for p in params:
+            p.requires_grad_(False)
+        try:
+            xi = (alpha * x).requires_grad_(True)
+            return torch.autograd.grad(model(xi)[:, t].sum(), xi)[0]
+        finally:
+            for p in params:
+                p.requires_grad_(True)
+    return run
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--threads", type=int, default=2)
@@ -60,6 +104,7 @@ def main():
                 cnnviz.set_inference_plans(True)
         return run
 
+    floor = {"floor: no-grad forward of the plan": forward_floor(model)} if args.threads == 1 else {}
     sal = lambda x, t: cnnviz.saliency(model, x, t)  # noqa: E731
     cam = lambda x, t: cnnviz.grad_cam(model, x, "layer3", t)  # noqa: E731
     ig = lambda x, t: cnnviz.integrated_gradients(model, x, t, steps=32, batch_size=32)  # noqa: E731
@@ -67,14 +112,17 @@ def main():
         "saliency": {"cnnviz": ours(sal), "cnnviz, plans off": ours(sal, False),
                      f"cnnviz, plans off, {args.threads} threads": ours(sal, False, args.threads),
                      "Captum-style (autograd.grad)": lambda x, t: ref.saliency_batched(model, x, t),
-                     "loop (backward into parameters)": lambda x, t: ref.saliency_loop(model, x, t)},
+                     "loop (backward into parameters)": lambda x, t: ref.saliency_loop(model, x, t),
+                     **floor},
         "Grad-CAM layer3": {"cnnviz": ours(cam), "cnnviz, plans off": ours(cam, False),
                             f"cnnviz, plans off, {args.threads} threads": ours(cam, False, args.threads),
                             "Captum-style (autograd.grad)": lambda x, t: ref.grad_cam_batched(model, x, t, "layer3"),
-                            "loop (backward into parameters)": lambda x, t: ref.grad_cam_loop(model, x, t, "layer3")},
+                            "loop (backward into parameters)": lambda x, t: ref.grad_cam_loop(model, x, t, "layer3"),
+                            **floor},
         "IG 32 steps": {"cnnviz": ours(ig), "cnnviz, plans off": ours(ig, False),
                         f"cnnviz, plans off, {args.threads} threads": ours(ig, False, args.threads),
-                        "Captum-style (one batch + delta forward)": lambda x, t: captum_ig(model, x, t, 32)},
+                        "Captum-style (one batch + delta forward)": lambda x, t: captum_ig(model, x, t, 32),
+                        "floor: forward + input backward of the 32 path rows": path_floor(model, 32)},
     }
     print(f"torch {torch.__version__}, torch threads {torch.get_num_threads()}, load {os.getloadavg()[0]:.1f}\n")
     for name, runs in workloads.items():

@@ -7,13 +7,11 @@ PYBIND11_MODULE(_C, m) {
   m.attr("built_with_torch") = CNNVIZ_BUILT_WITH_TORCH;
   cnnviz::bindings::init_image(m);
   cnnviz::bindings::init_regularizers(m);
+  cnnviz::bindings::init_metrics(m);
   cnnviz::bindings::init_models(m);
   cnnviz::bindings::init_optimization(m);
   cnnviz::bindings::init_attribution(m);
   cnnviz::bindings::init_adversarial(m);
   cnnviz::bindings::init_analysis_faithfulness(m);
-  // After the analyses: LayerInformationOptions nests SsimOptions, flattened there as
-  // ssim_<field> only while SsimOptions has no binding of its own (options_bridge.hpp).
-  cnnviz::bindings::init_metrics(m);
   cnnviz::bindings::init_analysis_filters(m);
 }

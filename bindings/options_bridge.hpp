@@ -8,12 +8,15 @@
 
 #include <pybind11/functional.h>  // callback fields (on_snapshot): one caster in every binding unit
 
+#include <stdexcept>
 #include <string>
 #include <type_traits>
 #include <utility>
 #include <vector>
 
 #include "cnnviz/enums.hpp"
+#include "cnnviz/image.hpp"
+#include "cnnviz/metrics.hpp"
 #include "cnnviz/normalization.hpp"
 #include "cnnviz/progress.hpp"
 
@@ -32,6 +35,7 @@ CNNVIZ_ENUM_NAMES(Reduction, {Reduction::none, "none"}, {Reduction::mean, "mean"
 CNNVIZ_ENUM_NAMES(Score, {Score::logit, "logit"}, {Score::probability, "probability"});
 CNNVIZ_ENUM_NAMES(Optimizer, {Optimizer::sgd, "sgd"}, {Optimizer::adam, "adam"});
 CNNVIZ_ENUM_NAMES(Parameterization, {Parameterization::pixel, "pixel"}, {Parameterization::fourier, "fourier"});
+CNNVIZ_ENUM_NAMES(CkaKernel, {CkaKernel::linear, "linear"}, {CkaKernel::rbf, "rbf"});
 CNNVIZ_ENUM_NAMES(InversionInit, {InversionInit::noise, "noise"}, {InversionInit::zeros, "zeros"},
                   {InversionInit::blurred, "blurred"});
 
@@ -59,13 +63,23 @@ template <class T>
 struct is_options<T, std::void_t<typename T::CnnvizOptionsSelf>>
     : std::is_same<T, typename T::CnnvizOptionsSelf> {};
 
-/// A nested Options field whose class has no Python binding of its own: its fields become
-/// properties `<field>_<name>` of the outer class (e.g. `ssim_window_size`). A nested class
-/// with a binding (bound before this one) is one property holding that object instead.
+/// How a nested Options field reads in Python: by default as one property holding the
+/// nested class's own binding (which must be bound first: bind_options refuses otherwise).
+/// A class listed here is flattened instead: its fields become properties `<field>_<name>`
+/// of the outer class, so a wrapper's keywords stay flat (`ssim_window_size`).
 template <class T>
-bool flattened(const char*) {
+struct flatten_when_nested : std::false_type {};
+template <>
+struct flatten_when_nested<SsimOptions> : std::true_type {};  // LayerInformationOptions.ssim
+
+template <class T>
+bool flattened(const char* field) {
   if constexpr (is_options<T>::value && !std::is_same_v<T, Normalization>) {
-    return py::detail::get_type_info(typeid(T)) == nullptr;
+    if (flatten_when_nested<T>::value) return true;
+    if (py::detail::get_type_info(typeid(T)) == nullptr)
+      throw std::logic_error(std::string("cnnviz bindings: the Options class of nested field '") + field +
+                             "' must be bound before the class that holds it");
+    return false;
   } else {
     return false;
   }
@@ -124,6 +138,11 @@ void option(py::class_<O>& cls, const char* name, const char* doc, Get get, Set 
         "std", [get](const O& o) { return get(o).std(); },
         [get, set](O& o, const std::vector<double>& v) { set(o, Normalization(get(o).mean(), v)); },
         "Per-channel std of the input normalization.");
+  } else if constexpr (std::is_same_v<T, OutputSize>) {
+    // A size set from Python is always given: Python warns about its own defaults.
+    cls.def_property(
+        name, [get](const O& o) { return get(o).values(); },
+        [set](O& o, const std::vector<int64_t>& v) { set(o, OutputSize(v)); }, doc);
   } else if constexpr (std::is_same_v<T, ProgressCallback>) {
     // Python passes progress to the function (tqdm, callables, Ctrl-C): see with_progress.
   } else if constexpr (is_options<T>::value) {

@@ -454,14 +454,14 @@ torch::Tensor gram_matrix(const torch::Tensor& activations, const CkaOptions& op
                     "cnnviz: cka: activations must be (n, ...) with n > 0");
   TORCH_CHECK_VALUE(activations.is_floating_point(), "cnnviz: cka: activations must be floating point");
   auto x = activations.detach().reshape({activations.size(0), -1});
-  if (options.kernel() == "linear") {
+  if (options.kernel() == CkaKernel::linear) {
     auto xf = x.to(torch::kFloat);
     // Centring the features leaves both HSIC estimators unchanged and keeps float32 products accurate.
     auto xc = xf - xf.mean(0, true);
     return xc.mm(xc.t()).to(kF64).cpu();
   }
-  TORCH_CHECK_VALUE(options.kernel() == "rbf", "cnnviz: cka: kernel must be 'linear' or 'rbf', got '",
-                    options.kernel(), "'");
+  TORCH_CHECK_VALUE(options.kernel() == CkaKernel::rbf, "cnnviz: cka: unknown kernel value ",
+                    static_cast<int>(options.kernel()));
   TORCH_CHECK_VALUE(options.rbf_sigma() > 0, "cnnviz: cka: rbf_sigma must be positive, got ", options.rbf_sigma());
   auto xd = x.to(kF64).cpu();
   xd = xd - xd.mean(0, true);
@@ -501,8 +501,8 @@ CkaAccumulator::CkaAccumulator(int64_t layers_a, int64_t layers_b, CkaOptions op
     : options_(std::move(options)), la_(layers_a), lb_(layers_b) {
   TORCH_CHECK_VALUE(la_ >= 1 && lb_ >= 1, "cnnviz: cka: need at least one layer on each side, got ", la_, " and ",
                     lb_);
-  TORCH_CHECK_VALUE(options_.kernel() == "linear" || options_.kernel() == "rbf",
-                    "cnnviz: cka: kernel must be 'linear' or 'rbf', got '", options_.kernel(), "'");
+  TORCH_CHECK_VALUE(options_.kernel() == CkaKernel::linear || options_.kernel() == CkaKernel::rbf,
+                    "cnnviz: cka: unknown kernel value ", static_cast<int>(options_.kernel()));
   hsic_ab_ = torch::zeros({la_, lb_}, kF64);
   hsic_aa_ = torch::zeros({la_}, kF64);
   hsic_bb_ = torch::zeros({lb_}, kF64);
@@ -522,7 +522,7 @@ void CkaAccumulator::update(const std::vector<torch::Tensor>& a, const std::vect
   for (size_t i = 0; i < all.size(); ++i)
     TORCH_CHECK_VALUE(all[i].size(0) == n, "cnnviz: cka: layers of different sample counts in one batch: ",
                       all.front().sizes(), " and ", all[i].sizes(), " (every layer must see the same images)");
-  TORCH_CHECK_VALUE(options_.kernel() != "rbf" || batches_ == 0, "cnnviz: cka: the RBF kernel takes a single batch "
+  TORCH_CHECK_VALUE(options_.kernel() != CkaKernel::rbf || batches_ == 0, "cnnviz: cka: the RBF kernel takes a single batch "
                     "(its bandwidth depends on the batch); use the linear kernel to stream");
   if (n < (options_.unbiased() ? 4 : 2)) {
     skipped_ += n;
@@ -550,7 +550,7 @@ void CkaAccumulator::merge(const CkaAccumulator& other) {
                     " and ", other.la_, "x", other.lb_, " layers");
   TORCH_CHECK_VALUE(options_.kernel() == other.options_.kernel() && options_.unbiased() == other.options_.unbiased(),
                     "cnnviz: cka: merging accumulators with different kernels or estimators");
-  TORCH_CHECK_VALUE(options_.kernel() != "rbf" || batches_ + other.batches_ <= 1,
+  TORCH_CHECK_VALUE(options_.kernel() != CkaKernel::rbf || batches_ + other.batches_ <= 1,
                     "cnnviz: cka: the RBF kernel takes a single batch; use the linear kernel to stream");
   hsic_ab_ += other.hsic_ab_;
   hsic_aa_ += other.hsic_aa_;
@@ -620,7 +620,7 @@ CkaResult cka(const AnyModel& model_a, const AnyModel* model_b, const torch::Ten
     for (auto& kv : r.activations) out.push_back(kv.second);
     return out;
   };
-  const int64_t batch = options.kernel() == "rbf" ? x.size(0) : options.batch_size();
+  const int64_t batch = options.kernel() == CkaKernel::rbf ? x.size(0) : options.batch_size();
   for_batches(x, batch, "cka", [&](const torch::Tensor& b) {
     if (same) {
       acc.update(run(model_a, b, layers_a));

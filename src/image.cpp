@@ -277,7 +277,7 @@ torch::Tensor resize_image(const torch::Tensor& image, int64_t height, int64_t w
 }
 
 torch::Tensor preprocess(const torch::Tensor& image, const PreprocessOptions& options) {
-  const auto& size = options.size();
+  const std::vector<int64_t>& size = options.size().values();
   TORCH_CHECK_VALUE(size.empty() || size.size() == 2, "cnnviz: preprocess: size must be (height, width), got ",
                     size.size(), " values");
   TORCH_CHECK_VALUE(size.empty() || (size[0] > 0 && size[1] > 0), "cnnviz: preprocess: size must be positive, got ",
@@ -314,6 +314,11 @@ torch::Tensor preprocess(const torch::Tensor& image, const PreprocessOptions& op
     left = static_cast<int64_t>(std::nearbyint((ow - size[1]) / 2.0));
     rows = size[0];
     cols = size[1];
+  }
+  if (!options.size().given() && 2 * std::max(h, w) <= std::min(rows, cols)) {
+    // A size nobody asked for that blows the image up: a CIFAR model fed 224 x 224 answers differently.
+    TORCH_WARN("cnnviz: preprocess upscales a ", h, "x", w, " image to ", rows, "x", cols,
+               " (the default size); give the size the network expects, e.g. PreprocessOptions(", h, ")");
   }
   torch::Tensor x;  // (C, rows, cols) in [0, 1]
   if (oh == h && ow == w) {

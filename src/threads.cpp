@@ -33,8 +33,7 @@ int environment_threads() {
 /// system provides): lowered while any ThreadScope below it runs. Torch's batch-of-one
 /// convolutions (its native path, im2col + sgemm) call it, and at the BLAS's default of one
 /// thread per core its workers spin against the intra-op threads: one ResNet-20 forward of a
-/// 32x32 image took 3.8 ms of CPU on one BLAS thread and 6.6 ms on two, on a busy 2-core
-/// machine 5.5 against 22 ms with the input gradient (benchmarks/RESULTS.md).
+/// 32x32 image took 3.8 ms of CPU on one BLAS thread and 6.6 ms on two (benchmarks/RESULTS.md).
 struct Blas {
   using Set = void (*)(int);
   using Get = int (*)();

@@ -35,6 +35,12 @@ enum class Parameterization {
   fourier,  ///< an rfft2 spectrum with 1 / f^decay_power frequency scaling
 };
 
+/// The kernel of centered kernel alignment (cka()).
+enum class CkaKernel {
+  linear,  ///< X X^T: streams over batches (minibatch HSIC)
+  rbf,     ///< exp(-|x - y|^2 / (2 sigma^2)): one batch only (its bandwidth comes from the batch)
+};
+
 /// Name of a Reduction value, for messages.
 inline const char* reduction_name(Reduction r) {
   switch (r) {

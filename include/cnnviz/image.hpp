@@ -12,6 +12,7 @@
 #include <torch/torch.h>
 
 #include <cstdint>
+#include <initializer_list>
 #include <string>
 #include <utility>
 #include <vector>
@@ -80,10 +81,36 @@ torch::Tensor resize_image(const torch::Tensor& image, int64_t height, int64_t w
 // ---------------------------------------------------------------------------------------
 // Model inputs.
 
+/// preprocess()'s output size (height, width); empty keeps the image's size. It converts from
+/// a vector or a brace list (`{32, 32}`, `{}`). Only PreprocessOptions' default holds a size
+/// nobody asked for (ImageNet's 224 x 224): preprocess() warns when that default upscales an
+/// image 2x or more (a 32 x 32 CIFAR image would change a CIFAR model's answer), and never
+/// for a size that was given.
+class OutputSize {
+ public:
+  OutputSize(std::initializer_list<int64_t> hw) : hw_(hw) {}   // NOLINT: implicit by design
+  OutputSize(std::vector<int64_t> hw) : hw_(std::move(hw)) {}  // NOLINT: implicit by design
+  /// The default nobody asked for: 224 x 224.
+  static OutputSize imagenet_default() {
+    OutputSize s{224, 224};
+    s.given_ = false;
+    return s;
+  }
+  const std::vector<int64_t>& values() const { return hw_; }
+  operator const std::vector<int64_t>&() const { return hw_; }  // NOLINT: reads as the vector
+  /// False only for imagenet_default().
+  bool given() const { return given_; }
+
+ private:
+  std::vector<int64_t> hw_;
+  bool given_ = true;
+};
+
 #define CNNVIZ_PREPROCESS_OPTIONS(X)                                                                               \
-  X(std::vector<int64_t>, size, (std::vector<int64_t>{224, 224}),                                                  \
+  X(OutputSize, size, OutputSize::imagenet_default(),                                                              \
     "Output (height, width). With resize 0 the whole image is resized to it (the aspect ratio may change); "       \
-    "otherwise it is the center crop taken after that resize. Empty: keep the size.")                              \
+    "otherwise it is the center crop taken after that resize. Empty: keep the size. Not given: 224 x 224, with "   \
+    "a warning when that upscales the image 2x or more.")                                                          \
   X(int64_t, resize, 0,                                                                                            \
     "When > 0, first resize the shorter side to this (keeping the aspect ratio), then center-crop size: the "      \
     "ImageNet evaluation protocol is resize 256 and size 224.")                                                    \
@@ -105,7 +132,8 @@ struct PreprocessOptions {
 /// precision) as a normalized model input (1, 3, S_h, S_w) float32: resize (or resize the
 /// shorter side and center-crop), scale to [0, 1], subtract the mean and divide by the std.
 /// The default size (224) and statistics are ImageNet's: a CIFAR-10 model wants
-/// PreprocessOptions(32) (the Python wrapper reads both from the model with model=).
+/// PreprocessOptions(32) (the Python wrapper reads both from the model with model=); the
+/// default size warns (TORCH_WARN) when it upscales a side 2x or more.
 torch::Tensor preprocess(const torch::Tensor& image, const PreprocessOptions& options = {});
 
 /// Undoes preprocess(): a normalized (1, C, H, W) or (C, H, W) tensor, C in {1, 3} matching

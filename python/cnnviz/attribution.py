@@ -195,7 +195,7 @@ def integrated_gradients(model, x: torch.Tensor, target: TargetLike = None, *,
             raise TypeError(f"cnnviz: tolerance must be a number, got {type(tolerance).__name__}")
         tolerance = float(tolerance)
         total = images * max_passes
-    o = fill_options(_C.IntegratedGradientsOptions, locals())
+    o = fill_options(_C.IntegratedGradientsOptions, locals(), none_is_default={"steps"})
     r = run_native(_C.integrated_gradients, progress, total, "integrated_gradients", model, x, target, o)
     if tolerance is not None and not (r.stopped_early or r.interrupted):
         missed = (~r.converged).nonzero().flatten().tolist()

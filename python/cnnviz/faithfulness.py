@@ -177,7 +177,7 @@ def sanity_check(method: MethodLike, model: torch.nn.Module, x: torch.Tensor,
     elif layers_from_top is not None and (isinstance(layers_from_top, bool) or not isinstance(layers_from_top, int)):
         raise TypeError("cnnviz: layers_from_top must be None, an int or a list of layer names, got "
                         f"{type(layers_from_top).__name__}")
-    o = fill_options(_C.SanityCheckOptions, locals())
+    o = fill_options(_C.SanityCheckOptions, locals(), none_is_default={"layers"})
     with torch.no_grad():  # a ScriptModule's deepcopy clones its parameters: keep them leaves
         copy = _copy.deepcopy(model)
     return run_native(_C.sanity_check, progress, None, "sanity_check", fn, model, copy, x, target, o)

@@ -365,5 +365,5 @@ def make_grid(
         ]
     if not normalize and not scale_each:
         _warn_if_clipped(batch)
-    options = fill_options(_C.GridOptions, locals())  # colormap None: gray
+    options = fill_options(_C.GridOptions, locals(), none_is_default={"colormap"})  # colormap None: gray
     return _C.make_grid(batch, options)

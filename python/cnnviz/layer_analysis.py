@@ -140,6 +140,6 @@ def adversarial_report(model, x: torch.Tensor, target: TargetLike = None, *, att
     saliency = _C.SaliencyOptions()
     saliency.reduction = saliency_reduction
     o = fill_options(_C.AdversarialReportOptions, {"attack": attack, "fgsm": fg, "pgd": pg, "layers": layers,
-                                                   "saliency": saliency})
+                                                   "saliency": saliency}, none_is_default={"layers"})
     return run_native(_C.adversarial_report, progress if attack == "pgd" else False, steps, "adversarial_report",
                       model, x, target, o)

@@ -14,6 +14,7 @@
 namespace {
 
 using cnnviz::CkaAccumulator;
+using cnnviz::CkaKernel;
 using cnnviz::CkaOptions;
 using cnnviz::FilterStatisticsAccumulator;
 using cnnviz::FilterStatisticsOptions;
@@ -248,7 +249,7 @@ TEST_CASE("cka: the textbook formula, the unbiased estimator, identities and inv
   }
 
   // RBF: identical layers 1, equal to the formula with the median heuristic.
-  CkaAccumulator rbf(1, 1, CkaOptions().kernel("rbf").unbiased(false));
+  CkaAccumulator rbf(1, 1, CkaOptions().kernel(CkaKernel::rbf).unbiased(false));
   rbf.update({xf}, {xf * 3});
   CHECK(rbf.result().matrix.item<double>() == doctest::Approx(1.0).epsilon(1e-6));
   CHECK_THROWS_WITH_AS(rbf.update({xf}, {xf}), doctest::Contains("single batch"), c10::ValueError);
@@ -288,7 +289,7 @@ TEST_CASE("cka: bad input") {
   CHECK_THROWS_WITH_AS(acc.update({torch::randn({8, 3})}, {torch::randn({8, 2})}),
                        doctest::Contains("expected 2 activations"), c10::ValueError);
   CHECK_THROWS_WITH_AS(acc.result(), doctest::Contains("no batch"), c10::ValueError);
-  CHECK_THROWS_AS(CkaAccumulator(1, 1, CkaOptions().kernel("poly")), c10::ValueError);
+  CHECK_THROWS_AS(CkaAccumulator(1, 1, CkaOptions().kernel(static_cast<CkaKernel>(7))), c10::ValueError);
   CHECK_THROWS_AS(CkaAccumulator(0, 1), c10::ValueError);
 }
 

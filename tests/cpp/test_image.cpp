@@ -236,6 +236,39 @@ TEST_CASE("image: save_image errors") {
   CHECK_THROWS_AS(cnnviz::decode_image(torch::zeros({2, 2}, torch::kUInt8)), c10::ValueError);
 }
 
+// Collects TORCH_WARN messages while alive.
+struct WarningCollector : c10::WarningHandler {
+  std::vector<std::string> messages;
+  c10::Warning::WarningHandlerGuard guard{this};
+  void process(const c10::SourceLocation&, const std::string& msg, const bool) override { messages.push_back(msg); }
+};
+
+TEST_CASE("image: preprocess warns when its default size upscales, never for a given size") {
+  auto small = gradient_image(32, 32);
+  {
+    WarningCollector w;
+    auto x = cnnviz::preprocess(small);  // the default 224 x 224: a 7x upscale nobody asked for
+    CHECK(x.sizes() == torch::IntArrayRef({1, 3, 224, 224}));
+    REQUIRE(w.messages.size() == 1);
+    CHECK(w.messages[0].find("upscales a 32x32 image to 224x224") != std::string::npos);
+    CHECK(w.messages[0].find("PreprocessOptions(32)") != std::string::npos);
+  }
+  {
+    WarningCollector w;
+    cnnviz::preprocess(small, 224);                                      // asked for
+    cnnviz::preprocess(small, cnnviz::PreprocessOptions().size({224, 224}));  // asked for
+    cnnviz::preprocess(small, cnnviz::PreprocessOptions(32));
+    cnnviz::preprocess(gradient_image(150, 200));                        // the default, under 2x
+    cnnviz::preprocess(small, cnnviz::PreprocessOptions().size({}));     // keep the size
+    CHECK(w.messages.empty());
+  }
+  CHECK_FALSE(cnnviz::PreprocessOptions().size().given());
+  CHECK(cnnviz::PreprocessOptions().size().values() == std::vector<int64_t>{224, 224});
+  CHECK(cnnviz::PreprocessOptions().size({}).size().given());
+  CHECK(cnnviz::PreprocessOptions().size({}).size().values().empty());
+  CHECK(cnnviz::PreprocessOptions(20, 30).size().values() == std::vector<int64_t>{20, 30});
+}
+
 TEST_CASE("image: preprocess and deprocess") {
   // A constant image gives (v / 255 - mean) / std per channel, at any size.
   auto img = torch::empty({30, 50, 3}, torch::kUInt8);

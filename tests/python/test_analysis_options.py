@@ -94,3 +94,39 @@ def test_wrappers_pass_their_keywords_through():
     assert s.top_values.shape == (4, 1) and s.per_image.shape == (2, 4)
     c = representation.cka(net, None, torch.randn(8, 3, 8, 8), ["0", "1"], unbiased=False, batch_size=8)
     assert c.batches == 1 and not c.unbiased
+
+
+def test_none_is_refused_where_it_would_quietly_mean_the_default():
+    """``samples=None`` must not silently become 50: None is taken only by fields whose default
+    is None and by the arguments a wrapper documents as "None: the default"."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
+                              torch.nn.Flatten(), torch.nn.Linear(4, 3)).eval()
+    x = torch.randn(1, 3, 8, 8)
+    with pytest.raises(TypeError, match=r"samples=None is not accepted.*default is 50"):
+        cnnviz.smooth_grad(net, x, samples=None)
+    with pytest.raises(TypeError, match=r"batch_size=None is not accepted"):
+        cnnviz.occlusion(net, x, window=4, stride=4, batch_size=None)
+    with pytest.raises(TypeError, match=r"reduction=None"):
+        cnnviz.saliency(net, x, reduction=None)
+    # Documented None arguments keep working: IG's steps (None: the default 50), a grid's colormap.
+    a = cnnviz.integrated_gradients(net, x, steps=None)
+    b = cnnviz.integrated_gradients(net, x, steps=_C.IntegratedGradientsOptions().steps)
+    assert torch.equal(a.attribution, b.attribution)
+    assert cnnviz.make_grid(torch.rand(2, 1, 4, 4), colormap=None).shape[-1] == 3
+    # A field whose default is None takes None (a tensor, an optional tolerance).
+    assert cnnviz.integrated_gradients(net, x, tolerance=None).attribution.shape == x.shape
+
+
+def test_cka_kernel_is_an_enum_and_nesting_is_explicit():
+    o = _C.CkaOptions()
+    assert o.kernel == "linear"
+    o.kernel = "rbf"
+    assert o.kernel == "rbf"
+    with pytest.raises(ValueError, match="kernel must be one of 'linear', 'rbf'"):
+        o.kernel = "poly"
+    # SsimOptions has its own binding (ssim() uses it) and is still flattened in
+    # LayerInformationOptions: the choice is declared, not an accident of binding order.
+    assert "window_size" in _C.SsimOptions._fields
+    assert [f for f in _C.LayerInformationOptions._fields if f.startswith("ssim_")] == \
+        ["ssim_" + f for f in _C.SsimOptions._fields]

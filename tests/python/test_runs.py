@@ -153,6 +153,7 @@ def test_torchrun_two_ranks_equals_one_process(reference, cifar_dir, tmp_path):
         r = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
     assert r.stdout.count("rank-summary images=20 new=20 ranks=2") == 2
+    assert "nothing to do" not in r.stderr  # 5 chunks for 2 ranks
     two, settings = _read(out)
     one, _ = _read(reference[0])
     # Every per-image array bit for bit; the reduced statistics to 1e-6 (summed in another order).
@@ -166,6 +167,20 @@ def test_torchrun_two_ranks_equals_one_process(reference, cifar_dir, tmp_path):
         name = f"chunks/chunk_{k:06d}.h5"
         with open(os.path.join(out, name), "rb") as f2, open(os.path.join(reference[0], name), "rb") as f1:
             assert f1.read() == f2.read(), name
+
+
+def test_fewer_chunks_than_ranks_warns():
+    from cnnviz.runs import runner
+    with pytest.warns(RuntimeWarning, match=r"20 images in chunks of 32 make 1 chunk for 2 ranks, so 1 rank will "
+                                            r"have nothing to do; pass chunk_size=10 or less"):
+        runner._warn_idle_ranks(20, 32, 2)
+    with pytest.warns(RuntimeWarning, match="make 2 chunks for 8 ranks, so 6 ranks"):
+        runner._warn_idle_ranks(100, 64, 8)
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        runner._warn_idle_ranks(20, 4, 2)   # 5 chunks
+        runner._warn_idle_ranks(20, 32, 1)  # one process
 
 
 def test_sigkill_and_restart_equals_uninterrupted(reference, cifar_dir, tmp_path):

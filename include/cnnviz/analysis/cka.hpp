@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "cnnviz/enums.hpp"
 #include "cnnviz/model.hpp"
 #include "cnnviz/options.hpp"
 
@@ -22,8 +23,8 @@ namespace cnnviz {
 
 /// Options of cka(): every default lives here.
 #define CNNVIZ_CKA_OPTIONS(X)                                                                                    \
-  X(std::string, kernel, "linear",                                                                               \
-    "'linear' (streams over batches) or 'rbf' (one batch only: its bandwidth comes from the batch).")            \
+  X(CkaKernel, kernel, CkaKernel::linear,                                                                        \
+    "linear (streams over batches) or rbf (one batch only: its bandwidth comes from the batch).")                \
   X(double, rbf_sigma, 1.0,                                                                                      \
     "RBF bandwidth: sigma^2 = rbf_sigma^2 * median squared distance between distinct samples.")                  \
   X(bool, unbiased, true,                                                                                        \

@@ -268,6 +268,16 @@ def _prepare_folder(ctx, out: str, settings: Dict[str, Any], overwrite: bool) ->
                          f"choose another folder or pass overwrite=True")
 
 
+def _warn_idle_ranks(n: int, chunk_size: int, world: int) -> None:
+    """Chunks are the unit of work: with fewer chunks than ranks some ranks only wait."""
+    n_chunks = math.ceil(n / chunk_size)
+    if n_chunks < world:
+        warnings.warn(f"cnnviz.run: {n} images in chunks of {chunk_size} make {n_chunks} chunk"
+                      f"{'s' if n_chunks != 1 else ''} for {world} ranks, so {world - n_chunks} rank"
+                      f"{'s' if world - n_chunks != 1 else ''} will have nothing to do; pass chunk_size="
+                      f"{max(1, math.ceil(n / world))} or less", RuntimeWarning, stacklevel=3)
+
+
 def _run(model, model_name, ds, data, jobs, out, n, batch_size, num_workers, chunk_size, prep, target_setting,
          given, seed, device, progress, overwrite, ctx) -> RunSummary:
     t0 = time.perf_counter()
@@ -278,6 +288,8 @@ def _run(model, model_name, ds, data, jobs, out, n, batch_size, num_workers, chu
     digest = _digest(settings)
     _prepare_folder(ctx, out, settings, overwrite)
     n_chunks = math.ceil(n / chunk_size)
+    if ctx.rank == 0:
+        _warn_idle_ranks(n, chunk_size, ctx.world)
 
     # This rank's chunks: those already complete are kept, damaged ones moved aside and redone.
     mine = list(range(ctx.rank, n_chunks, ctx.world))
