@@ -35,7 +35,8 @@ Passes: one path point of one image is one forward+backward pass, as both modes 
 
 Usage: python benchmarks/compare_ig_adaptive.py [--models resnet20 mobilenet_v2] [--tolerance 0.01]
        [--threads 1] [--repeats 3] [--warmup 1] [--reference-images 20] [--timing-images 20] [--check-images 20]
-       [--contenders riemann_trapezoid gauss_legendre trapezoid_panels] [--refine] [--state FILE]
+       [--contenders riemann_trapezoid gauss_legendre trapezoid_panels] [--refine] [--first I ...]
+       [--state FILE]
 (CNNVIZ_DATA must point at the sample data.) Prints Markdown tables.
 """
 from __future__ import annotations
@@ -244,12 +245,13 @@ def run_model(name, args):
                                                       batch_size=batch).attribution[0]
         return attr[i]
 
+    first = args.first + [i for i in range(x.shape[0]) if i not in args.first]
     if "fixed" in args.stages:
         for c in contenders:
             run = judge(model, x, target, c, tol, batch)
             if c not in st["fixed"]:
                 t0 = time.perf_counter()
-                passed, rejected, order = fixed_scan(run, x.shape[0], args.check_images)
+                passed, rejected, order = fixed_scan(run, x.shape[0], args.check_images, order=first)
                 n = min(passed)
                 st["fixed"][c] = {"n": n, "attr": passed[n], "rejected": rejected, "order": order}
                 log(f"{c} n={n} rejected={rejected}", t0)
@@ -415,6 +417,8 @@ def main():
     ap.add_argument("--stages", nargs="*", default=["fixed", "reference", "adaptive"],
                     choices=["fixed", "reference", "adaptive"])
     ap.add_argument("--contenders", nargs="+", default=list(CONTENDERS), choices=CONTENDERS)
+    ap.add_argument("--first", nargs="*", type=int, default=[],
+                    help="images the scans try first (the hardest known, e.g. by the adaptive mode's passes)")
     ap.add_argument("--refine", action="store_true",
                     help="bisect the integers between the last rejected ladder count and the first meeting it")
     ap.add_argument("--state", default=None, help="a file keeping the stages' results between runs (torch.save)")
