@@ -53,12 +53,7 @@ torch::Tensor attribution_pixels(const torch::Tensor& attribution, const torch::
   TORCH_CHECK_VALUE(mh <= h && mw <= w && same_aspect, "cnnviz: ", fn, ": the attribution map (", mh, ", ", mw,
                     ") does not fit the image (", h, ", ", w, "): pass a map of the image's size or a coarser one "
                     "of the same aspect ratio");
-  namespace F = torch::nn::functional;
-  return F::interpolate(a.unsqueeze(1), F::InterpolateFuncOptions()
-                                            .size(std::vector<int64_t>{h, w})
-                                            .mode(torch::kBilinear)
-                                            .align_corners(false))
-      .squeeze(1);
+  return upsample_maps(a, h, w);
 }
 
 namespace {

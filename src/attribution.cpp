@@ -215,10 +215,7 @@ const CamMap& CamResult::at(const std::string& layer, size_t k) const {
   TORCH_CHECK_INDEX(false, "cnnviz: no map for layer '", layer, "' (the result has ", known, ")");
 }
 
-namespace {
-
-/// Bilinear resize of maps (N, h, w) -> (N, H, W).
-torch::Tensor upsample_maps(const torch::Tensor& m, int64_t h, int64_t w) {
+torch::Tensor detail::upsample_maps(const torch::Tensor& m, int64_t h, int64_t w) {
   namespace F = torch::nn::functional;
   return F::interpolate(m.unsqueeze(1), F::InterpolateFuncOptions()
                                             .size(std::vector<int64_t>{h, w})
@@ -226,6 +223,8 @@ torch::Tensor upsample_maps(const torch::Tensor& m, int64_t h, int64_t w) {
                                             .align_corners(false))
       .squeeze(1);
 }
+
+namespace {
 
 void check_spatial(const std::string& layer, const torch::Tensor& a, int64_t n) {
   TORCH_CHECK_VALUE(a.dim() == 4 && a.size(0) == n, "cnnviz: layer '", layer,
@@ -260,7 +259,7 @@ CamResult finish_cams(std::vector<CamMap> maps, const CamOptions& o, const torch
   for (auto& m : maps) {
     if (o.relu()) m.map = m.map.clamp_min(0);
     m.map = m.map.detach().to(x.scalar_type());
-    m.upsampled = upsample_maps(m.map, x.size(2), x.size(3));
+    m.upsampled = detail::upsample_maps(m.map, x.size(2), x.size(3));
   }
   r.maps = std::move(maps);
   return r;
@@ -346,7 +345,7 @@ CamResult score_cams(const AnyModel& model, const torch::Tensor& x, const std::v
           model, items, how,
           [&](int64_t b, int64_t e) {  // the perturbation: x masked by each channel
             auto img = torch::arange(b, e, x.options().dtype(torch::kLong)).div(c, "floor");
-            auto m = upsample_maps(flat_acts.slice(0, b, e).to(x.scalar_type()), h, w).flatten(1);
+            auto m = detail::upsample_maps(flat_acts.slice(0, b, e).to(x.scalar_type()), h, w).flatten(1);
             auto lo = std::get<0>(m.min(1, true)), hi = std::get<0>(m.max(1, true));
             auto range = hi - lo;
             auto masks = ((m - lo) / torch::where(range > 0, range, torch::ones_like(range))).view({e - b, 1, h, w});

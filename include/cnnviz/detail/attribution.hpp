@@ -89,5 +89,9 @@ struct RidgeFit {
 /// sum_i w_i (y_i - z_i coef - b)^2 + alpha |coef|^2; Z (M, S), y (M,), w (M,). In double.
 RidgeFit weighted_ridge(const torch::Tensor& z, const torch::Tensor& y, const torch::Tensor& w, double alpha);
 
+/// Bilinear resize of maps (N, h, w) -> (N, H, W) (align_corners false): how a CAM at its
+/// layer's resolution is placed on the image, by the CAMs and by the faithfulness metrics.
+torch::Tensor upsample_maps(const torch::Tensor& maps, int64_t height, int64_t width);
+
 }  // namespace detail
 }  // namespace cnnviz
