@@ -9,6 +9,7 @@
 #include <torch/torch.h>
 
 #include <cstdint>
+#include <limits>
 
 #include "cnnviz/detail/thread_scope.hpp"
 #include "cnnviz/model.hpp"
@@ -17,11 +18,15 @@ namespace cnnviz {
 
 /// The work of a call that forwards `rows` images like x (N, C, H, W) per pass: input
 /// elements per pass times the model's parameters, a proxy for FLOPs that needs no pass.
+/// A model that shows no parameters (a FunctionModel, a Python callable wrapping a network)
+/// has unknown work: infinity, so it runs at the caller's count rather than being taken for
+/// a tiny network and held to one thread.
 inline double estimated_work(const AnyModel& model, const torch::Tensor& x, int64_t rows) {
   double params = 0;
   for (const auto& p : model.parameters()) params += static_cast<double>(p.numel());
+  if (params == 0) return std::numeric_limits<double>::infinity();
   const double per_image = x.dim() >= 1 && x.size(0) > 0 ? static_cast<double>(x.numel() / x.size(0)) : 0.0;
-  return static_cast<double>(rows < 1 ? 1 : rows) * per_image * (params > 0 ? params : 1.0);
+  return static_cast<double>(rows < 1 ? 1 : rows) * per_image * params;
 }
 
 /// A ThreadScope at the count the policy chooses for this model and work: see

@@ -2,6 +2,7 @@
 #include <doctest/doctest.h>
 #include <torch/torch.h>
 
+#include <cmath>
 #include <cstdlib>
 #include <thread>
 
@@ -66,6 +67,21 @@ TEST_CASE("estimated_work: input elements per pass times parameters") {
   CHECK(cnnviz::estimated_work(model, x, 5) == doctest::Approx(5.0 * 192 * 112));
   EnvGuard env(nullptr);
   CHECK(cnnviz::policy_threads(model, x, 5) == 1);
+}
+
+TEST_CASE("estimated_work: a model without parameters has unknown work and keeps the caller's count") {
+  // A callable wrapping a network (the incremental occlusion engine, a user's lambda) shows
+  // no parameters: taking it for a tiny network would run a VGG16 on one thread.
+  cnnviz::AnyModel fn = cnnviz::FunctionModel([](const torch::Tensor& t) { return t.flatten(1); });
+  auto x = torch::zeros({1, 3, 8, 8});
+  CHECK(std::isinf(cnnviz::estimated_work(fn, x, 1)));
+  EnvGuard env(nullptr);
+  const int caller = cnnviz::detail::current_num_threads();
+  CHECK(cnnviz::policy_threads(fn, x, 1) == caller);
+  {
+    cnnviz::ThreadScope three(3);
+    CHECK(cnnviz::policy_threads(fn, x, 1) == 3);
+  }
 }
 
 TEST_CASE("ThreadScope lowers OpenBLAS's process-wide count while any lowering scope runs") {

@@ -86,6 +86,29 @@ def test_large_work_runs_at_the_callers_count(two_threads):
     assert cnnviz._C._policy_threads(model, x, 1) == 1
 
 
+def test_a_callable_and_incremental_occlusion_run_at_the_callers_count(two_threads, monkeypatch):
+    """A plain callable shows no parameters, so its work is unknown: it keeps the caller's
+    count instead of being taken for a tiny network. Incremental occlusion hands the native
+    loop such a callable, and its region convolutions must not drop to one thread."""
+    from cnnviz import _incremental_occlusion as inc
+
+    model = small()
+    x = torch.randn(1, 3, 32, 32)
+    assert cnnviz._C._policy_threads(lambda t: model(t), x, 1) == 2
+    cnnviz.saliency(lambda t: model(t), x)
+    assert set(model.seen) == {2}
+
+    counts = []
+    run = inc._Batch.run
+    monkeypatch.setattr(inc._Batch, "run", lambda self: counts.append(torch.get_num_threads()) or run(self))
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(),
+                        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 4)).eval()
+    assert cnnviz.occlusion(net, x, 0, window=8, stride=8, incremental=True).incremental
+    assert counts and set(counts) == {2}
+    assert torch.get_num_threads() == 2
+
+
 def test_explicit_setting_and_environment_override(two_threads, monkeypatch):
     model = small()
     x = torch.randn(1, 3, 32, 32)
