@@ -4,7 +4,8 @@ By default every call sizes its work (input elements per forward pass times the 
 parameters) and runs small work, such as one 32x32 image through ResNet-20, on one thread:
 there torch's per-op overhead and its batch-of-one convolution path make a second thread
 slower (about 10 ms against 38 ms per forward/backward on a 2-core machine). Larger work
-runs at the caller's ``torch.get_num_threads()``. The count applies to the calling thread
+runs at the caller's ``torch.get_num_threads()``, as does a callable that shows no
+parameters (its work is unknown). The count applies to the calling thread
 for the duration of the call and is restored after; ``torch.set_num_threads`` is never
 changed, and calls from several threads do not interfere.
 
