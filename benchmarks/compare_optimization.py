@@ -22,7 +22,10 @@ Per-iteration times are (t(n_long) - t(n_short)) / (n_long - n_short), so the on
 4. ``--whole``: the whole ``invert`` call (target capture, setup, 10 iterations, final
    loss) as a user waits for it, against the whole ``feature_inversion`` call, interleaved
    over --repeats, median and range: cnnviz with its defaults (Adam, lr 0.1, pixel clamp)
-   and with the notebook's settings (SGD lr 1e3 momentum 0.9, no clamp: like with like).
+   and with the notebook's settings (SGD lr 1e3 momentum 0.9, no clamp: like with like),
+   and the network's floor (``network_floor``: per step one forward to the layer and one
+   backward to the image, in plain PyTorch, nothing else), which bounds what any exact
+   method can reach.
 
 Usage: python benchmarks/compare_optimization.py [--threads 1,2] [--repeats 3] [--whole]
 """
@@ -129,6 +132,30 @@ def per_iteration(run, n_short, n_long, repeats):
     return {name: statistics.median(v) for name, v in samples.items()}
 
 
+def network_floor(vgg, x, noise, lr, iterations):
+    """The network's share of an inversion and nothing else: the target's forward, then per
+    step one forward of features[:19] and one backward to the image only (parameters frozen,
+    plain SGD on a squared error, no regularizers), and the final image's forward. No method
+    that computes the same network can do less per step."""
+    f = vgg.features[:19]
+    frozen = [p.requires_grad for p in f.parameters()]
+    for p in f.parameters():
+        p.requires_grad_(False)
+    try:
+        with torch.no_grad():
+            target = f(x)
+        img = noise.clone().requires_grad_(True)
+        for _ in range(iterations):
+            g, = torch.autograd.grad(((f(img) - target) ** 2).sum(), img)
+            with torch.no_grad():
+                img -= lr * 1e-12 * g
+        with torch.no_grad():
+            f(img)
+    finally:
+        for p, r in zip(f.parameters(), frozen):
+            p.requires_grad_(r)
+
+
 def whole_calls(vgg, x, noise, lr, threads, repeats, iterations=10):
     """Whole calls, contenders interleaved; median and range in seconds, and the process CPU
     time (steadier than wall time on a shared machine)."""
@@ -141,6 +168,8 @@ def whole_calls(vgg, x, noise, lr, threads, repeats, iterations=10):
         "cnnviz.invert, the notebook's settings (SGD lr 1e3, momentum 0.9, no clamp)":
             lambda: cnnviz.invert(vgg, x, "features.18", iterations=iterations, optimizer="sgd", learning_rate=lr,
                                   momentum=0.9, init=noise, clamp_pixels=False),
+        "floor: forward + backward to the image only, plain PyTorch (no regularizers, no optimizer state)":
+            lambda: network_floor(vgg, x, noise, lr, iterations),
     }
     for fn in runs.values():
         fn()  # first calls: oneDNN primitives, cnnviz's per-model capture cache
