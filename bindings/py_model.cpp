@@ -109,7 +109,8 @@ class HookGuard {
 
 }  // namespace
 
-PyModel::PyModel(py::object module) : module_(std::move(module)) {
+PyModel::PyModel(py::object module, py::object inference)
+    : module_(std::move(module)), inference_(std::move(inference)) {
   auto nn_module = py::module_::import("torch.nn").attr("Module");
   TORCH_CHECK_VALUE(py::isinstance(module_, nn_module), "cnnviz: expected a torch.nn.Module, got ",
                     std::string(py::str(module_.get_type())));
@@ -150,6 +151,7 @@ PyModel::PyModel(py::object module) : module_(std::move(module)) {
 torch::Tensor PyModel::forward(const torch::Tensor& x) {
   py::gil_scoped_acquire gil;
   check_image_batch(x);
+  if (!inference_.is_none() && !torch::GradMode::is_enabled()) return logits_of(inference_(x));
   return logits_of(module_(x));
 }
 
@@ -336,6 +338,8 @@ AnyModel script_model_for(const py::handle& obj) {
 AnyModel to_model(const py::handle& obj) {
   auto jit = py::module_::import("torch.jit");
   if (py::isinstance(obj, jit.attr("ScriptModule"))) return script_model_for(obj);
+  if (py::hasattr(obj, "_cnnviz_forward_plan"))
+    return std::make_shared<PyModel>(obj.attr("model"), py::reinterpret_borrow<py::object>(obj));
   if (py::isinstance(obj, py::module_::import("torch.nn").attr("Module")))
     return std::make_shared<PyModel>(py::reinterpret_borrow<py::object>(obj));
   if (!obj.is_none() && PyCallable_Check(obj.ptr())) {

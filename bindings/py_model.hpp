@@ -17,7 +17,10 @@ namespace bindings {
 /// which are removed again however the forward ends (see models.cpp).
 class PyModel final : public ModelBase {
  public:
-  explicit PyModel(py::object module);
+  /// `inference`, where given, serves forward() while autograd is off (a callable giving
+  /// the module's logits: cnnviz._plan.ForwardPlan, an optimized copy); captures and
+  /// forwards with gradients always run the module.
+  explicit PyModel(py::object module, py::object inference = py::none());
   torch::Tensor forward(const torch::Tensor& x) override;
   CaptureResult capture(const torch::Tensor& x, const CaptureRequest& request) override;
   std::vector<LayerInfo> layers() const override;
@@ -28,6 +31,7 @@ class PyModel final : public ModelBase {
 
  private:
   py::object module_;
+  py::object inference_;           // None, or the no-grad forward
   std::vector<LayerInfo> layers_;  // named_modules() at construction
   py::tuple structure_;            // (id, training) of every module: part of the call-count key
 };
@@ -38,7 +42,8 @@ class PyModel final : public ModelBase {
 void init_py_model_state(py::module_& m);
 
 /// A model from Python: a torch.jit.ScriptModule becomes a ScriptModel (runs without
-/// calling back into Python), a torch.nn.Module a PyModel, a plain callable a
+/// calling back into Python), a torch.nn.Module a PyModel, a cnnviz._plan.ForwardPlan the
+/// PyModel of its module with the plan for no-grad forwards, a plain callable a
 /// FunctionModel. Anything else is a ValueError.
 AnyModel to_model(const py::handle& obj);
 

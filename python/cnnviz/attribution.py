@@ -96,8 +96,10 @@ def _cam(method: str, model, x, layer, target, targets, relu, batch_size, progre
         raise ValueError("cnnviz: pass either target or targets, not both")
     ts = [target] if targets is None else list(targets)
     o = fill_options(_C.CamOptions, locals())
-    if method != "score_cam":  # the plan is measured to help single passes only (RESULTS.md)
+    if method != "score_cam":  # the trace is measured to help single passes only (RESULTS.md)
         model = _plan.model_for(model, x, layers)
+    else:                      # its masked forwards run without gradients
+        model = _plan.forward_plan(model, x)
     return run_native(_C.cam, progress if method == "score_cam" else False, None, method,
                       model, x, layers, ts, method, o)
 
@@ -241,8 +243,8 @@ def occlusion(model, x: torch.Tensor, target: TargetLike = None, *,
         from ._incremental_occlusion import prepare
 
         runner, _ = prepare(model, x, window, stride, batch_size, required=incremental is True, baseline=baseline)
-    result = run_native(_C.occlusion, progress, None, "occlusion", model if runner is None else runner,
-                        x, target, o)
+    result = run_native(_C.occlusion, progress, None, "occlusion",
+                        _plan.forward_plan(model, x) if runner is None else runner, x, target, o)
     result.incremental = runner is not None and runner.full_batches == 0
     return result
 
@@ -268,7 +270,7 @@ def lime(model, x: torch.Tensor, target: TargetLike = None, *, segmentation: str
     o = fill_options(_C.LimeOptions, dict(locals(), mean=list(mean), std=list(std)))
     o.superpixels = _slic_options(segments, compactness, slic_iterations)
     total = x.shape[0] * samples if x.dim() == 4 else 0
-    return run_native(_C.lime, progress, total, "lime", model, x, target, o)
+    return run_native(_C.lime, progress, total, "lime", _plan.forward_plan(model, x), x, target, o)
 
 
 def _slic_options(segments: int, compactness: float, iterations: int):

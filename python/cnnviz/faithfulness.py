@@ -18,7 +18,7 @@ from typing import Any, Callable, Optional, Sequence, Union
 
 import torch
 
-from . import _C
+from . import _C, _plan
 from ._options import fill_options
 from ._progress import ProgressArg, run_native
 from .attribution import TargetLike
@@ -102,8 +102,8 @@ def deletion_insertion(model, x: torch.Tensor, attribution: MapLike, target: Tar
         deletion_baseline = insertion_baseline = baseline
     o = fill_options(_C.DeletionInsertionOptions, locals())
     total = 2 * x.shape[0] * steps if x.dim() == 4 and steps > 0 else None
-    return run_native(_C.deletion_insertion, progress, total, "deletion_insertion", model, x, _map_of(attribution),
-                      target, o)
+    return run_native(_C.deletion_insertion, progress, total, "deletion_insertion", _plan.forward_plan(model, x), x,
+                      _map_of(attribution), target, o)
 
 
 def _method_names():

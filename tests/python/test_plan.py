@@ -167,3 +167,70 @@ def test_plan_switches_refuse_values_that_are_not_on_or_off(monkeypatch):
     assert not cnnviz._plan.inference_plans_enabled()
     monkeypatch.setenv("CNNVIZ_PLAN", "1")
     assert cnnviz._plan.inference_plans_enabled()
+
+
+# ---------------------------------------------------------------------------------------
+# Forward plans: the frozen, optimized copy for no-grad batch methods
+
+
+def maps_of_forward_methods(net, x):
+    torch.manual_seed(0)
+    attribution = torch.rand(x.shape[0], x.shape[2], x.shape[3])
+    return {
+        "occlusion": cnnviz.occlusion(net, x, window=8, stride=4, incremental=False).scores,
+        "score_cam": cnnviz.score_cam(net, x, "layer3", batch_size=16).upsampled,
+        "score_cam_two_layers": cnnviz.score_cam(net, x, ["layer2", "layer3.1"]).maps[0].map,
+        "lime": cnnviz.lime(net, x, samples=40, batch_size=16, segmentation="grid", segments=16).map,
+        "deletion": cnnviz.deletion_insertion(net, x, attribution, steps=8).deletion,
+        "insertion": cnnviz.deletion_insertion(net, x, attribution, steps=8).insertion,
+    }
+
+
+def test_forward_plan_is_an_optimized_copy_giving_the_models_results(net):
+    torch.manual_seed(5)
+    x = torch.randn(2, 3, 32, 32)
+    fp = _plan.forward_plan(net, x)
+    assert isinstance(fp, _plan.ForwardPlan)
+    with torch.no_grad():
+        # Batch norm is folded in: the copy holds fewer ops than the model has modules.
+        assert "batch_norm" not in str(fp.module.graph)
+        close(fp(x), net(x))
+        close(fp(x[:1]), net(x[:1]))  # another batch shape: checked against the model once
+    assert set(fp.frozen.verified) == {(2, 3, 32, 32), (1, 3, 32, 32)} and all(fp.frozen.verified.values())
+    ours, theirs = maps_of_forward_methods(net, x), without_plan(lambda: maps_of_forward_methods(net, x))
+    for k in ours:
+        close(ours[k], theirs[k])
+    # The native core sees the model itself: its parameters size the thread count, and
+    # forwards with gradients (saliency) run the module, not the gradient-less copy.
+    assert cnnviz._C._policy_threads(fp, x, 1) == cnnviz._C._policy_threads(net, x, 1)
+    close(cnnviz._C.saliency(fp, x, None, cnnviz._C.SaliencyOptions()).attribution,
+          without_plan(lambda: cnnviz.saliency(net, x).attribution))
+
+
+def test_forward_plan_sees_every_weight_edit_and_gives_up_on_a_training_model(net, x):
+    before = cnnviz.occlusion(net, x, window=8, stride=8).scores
+    assert isinstance(_plan.forward_plan(net, x), _plan.ForwardPlan)
+    with torch.no_grad():
+        net.conv1.weight.data.mul_(0.5)  # through .data: no version counter sees it
+    edited = cnnviz.occlusion(net, x, window=8, stride=8).scores
+    assert not torch.allclose(edited, before)
+    close(edited, without_plan(lambda: cnnviz.occlusion(net, x, window=8, stride=8).scores))
+    fp = _plan.forward_plan(net, x)
+    assert isinstance(fp, _plan.ForwardPlan) and fp.frozen.rebuilds == 1
+    net.layer1[0].bn1.running_mean.add_(0.1)  # a buffer: changes again, a training loop's pattern
+    assert _plan.forward_plan(net, x) is net  # weights that keep changing: the model runs as it is
+    close(cnnviz.occlusion(net, x, window=8, stride=8).scores,
+          without_plan(lambda: cnnviz.occlusion(net, x, window=8, stride=8).scores))
+
+
+def test_forward_plan_is_not_used_where_it_could_differ(net, x):
+    assert _plan.forward_plan(net.train(), x) is net.train()  # training mode
+    net.eval()
+    handle = net.layer1.register_forward_hook(lambda m, i, o: None)
+    assert _plan.forward_plan(net, x) is net                   # hooks run in Python
+    handle.remove()
+    assert _plan.forward_plan(net, x.double()) is net          # float32 only
+    assert without_plan(lambda: _plan.forward_plan(net, x)) is net
+    big = nn.Sequential(nn.Conv2d(3, 512, 3), nn.ReLU(), nn.Conv2d(512, 512, 3), nn.AdaptiveAvgPool2d(1),
+                        nn.Flatten(), nn.Linear(512, 10)).eval()
+    assert _plan.forward_plan(big, torch.randn(1, 3, 224, 224)) is big  # large work: the module itself

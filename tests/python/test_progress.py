@@ -31,6 +31,14 @@ class SlowNet(nn.Module):
         return self.fc(self.pool(self.features(x)).flatten(1))
 
 
+@pytest.fixture(autouse=True)
+def python_forwards():
+    """SlowNet's sleep must run: an inference plan (a trace) would leave it out."""
+    cnnviz.set_inference_plans(False)
+    yield
+    cnnviz.set_inference_plans(True)
+
+
 def _ctrl_c_after(seconds: float) -> threading.Timer:
     timer = threading.Timer(seconds, os.kill, (os.getpid(), signal.SIGINT))
     timer.start()
