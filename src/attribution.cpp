@@ -15,6 +15,7 @@
 #include "cnnviz/attribution.hpp"
 #include "cnnviz/detail/checked_size.hpp"
 #include "cnnviz/detail/slic.hpp"
+#include "cnnviz/threads.hpp"
 
 namespace cnnviz {
 
@@ -312,7 +313,14 @@ CamResult score_cams(const AnyModel& model, const torch::Tensor& x, const std::v
   torch::NoGradGuard no_grad;
   CaptureRequest request;
   request.layers = layers;
-  auto cap = model.capture(x, request);
+  CaptureResult cap;
+  {
+    // The capture forwards x alone: at the thread count the masked batches get, a small
+    // network's batch of one runs torch's im2col + OpenBLAS path with its threads spinning
+    // against OpenMP's (ResNet-20: about ten times its one-thread cost).
+    ThreadScope scope(policy_threads(model, x, x.size(0)));
+    cap = model.capture(x, request);
+  }
   auto logits = detail::checked_logits(cap.output, x.size(0));
   std::vector<torch::Tensor> ts;
   for (auto& t : targets) ts.push_back(t.resolve(logits));

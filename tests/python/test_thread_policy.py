@@ -109,6 +109,19 @@ def test_a_callable_and_incremental_occlusion_run_at_the_callers_count(two_threa
     assert torch.get_num_threads() == 2
 
 
+def test_score_cams_capture_of_one_image_runs_as_small_work(two_threads):
+    """Score-CAM's masked batches are large work, but its capture forwards x alone: that
+    forward runs on the count of one image's work (one thread here), the batches on two."""
+    torch.manual_seed(0)
+    model = Recording(width=64, classes=8000).eval()    # 0.52 M parameters, nearly all in the head
+    x = torch.randn(1, 3, 32, 32)                       # one image: 1.6e9 < 5e9; 32 rows: 5.1e10
+    assert cnnviz._C._policy_threads(model, x, 1) == 1
+    assert cnnviz._C._policy_threads(model, x, 32) == 2
+    cnnviz.score_cam(model, x, "conv", batch_size=32)
+    assert model.seen == [1, 2, 2]                       # the capture, then two batches of 32 masks
+    assert torch.get_num_threads() == 2
+
+
 def test_explicit_setting_and_environment_override(two_threads, monkeypatch):
     model = small()
     x = torch.randn(1, 3, 32, 32)
