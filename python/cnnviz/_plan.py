@@ -20,11 +20,13 @@ too and left out of these plans: it gained nothing measurable over the trace on 
 for a single pass with gradients, and a copy of the weights cannot see edits made through
 ``.data`` without a comparison per call (benchmarks/RESULTS.md, "Attribution").
 
-**Forward plans** serve the methods that only run the model forward on batches of
-perturbed images (occlusion, LIME, deletion/insertion): ``forward_plan`` gives a callable
-running ``torch.jit.optimize_for_inference`` of the frozen trace (batch norm folded into
-the convolutions, oneDNN's prepacked weights). On ResNet-20 a batch of 32-64 CIFAR images
-runs about 1.7x faster than the module, and occlusion whole calls about 2.8x (RESULTS.md).
+**Forward plans** serve the methods that run the model forward without gradients on
+batches of perturbed images (occlusion, Score-CAM's masked images, LIME,
+deletion/insertion): ``forward_plan`` gives a callable running
+``torch.jit.optimize_for_inference`` of the frozen trace (batch norm folded into the
+convolutions, oneDNN's prepacked weights), which the bindings pair with the module itself
+(captures, parameters, forwards with gradients). On ResNet-20 a batch of 32-64 CIFAR images
+runs about 1.7x faster than the module, and occlusion whole calls about 3x (RESULTS.md).
 The copy is exact to rounding: every batch shape is checked against the model's own output
 once (1e-5 relative), and every call compares the model's parameters and buffers with the
 values frozen in (a few hundred microseconds for ResNet-20), so an edit made in any way,
