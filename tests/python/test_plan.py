@@ -234,3 +234,18 @@ def test_forward_plan_is_not_used_where_it_could_differ(net, x):
     big = nn.Sequential(nn.Conv2d(3, 512, 3), nn.ReLU(), nn.Conv2d(512, 512, 3), nn.AdaptiveAvgPool2d(1),
                         nn.Flatten(), nn.Linear(512, 10)).eval()
     assert _plan.forward_plan(big, torch.randn(1, 3, 224, 224)) is big  # large work: the module itself
+
+
+def test_forward_plan_from_several_threads(net):
+    """The dashboard's pattern: calls on one model from several threads build one copy and
+    give each thread the model's results."""
+    torch.manual_seed(6)
+    xs = [torch.randn(1, 3, 32, 32) for _ in range(6)]
+    expected = [without_plan(lambda x=x: cnnviz.occlusion(net, x, window=8, stride=8).scores) for x in xs]
+    with ThreadPoolExecutor(3) as pool:
+        got = list(pool.map(lambda x: (cnnviz.occlusion(net, x, window=8, stride=8).scores,
+                                       cnnviz.score_cam(net, x, "layer3").map), xs))
+    for (a, sc), b, x in zip(got, expected, xs):
+        close(a, b)
+        close(sc, without_plan(lambda: cnnviz.score_cam(net, x, "layer3").map))
+    assert len(_plan._frozen[net].modules) == 1
