@@ -26,12 +26,14 @@ deletion/insertion): ``forward_plan`` gives a callable running
 ``torch.jit.optimize_for_inference`` of the frozen trace (batch norm folded into the
 convolutions, oneDNN's prepacked weights), which the bindings pair with the module itself
 (captures, parameters, forwards with gradients). On ResNet-20 a batch of 32-64 CIFAR images
-runs about 1.7x faster than the module, and occlusion whole calls about 3x (RESULTS.md).
+runs about 1.7x faster than the module, and occlusion whole calls about 3x; MobileNetV2 at
+224x224 about 2.2x (RESULTS.md). Unlike the traces above they serve models of any work up
+to FORWARD_MAX_PARAMETERS parameters (the copy holds the weights twice).
 The copy is exact to rounding: every batch shape is checked against the model's own output
 once (1e-5 relative), and every call compares the model's parameters and buffers with the
 values frozen in (a few hundred microseconds for ResNet-20), so an edit made in any way,
 ``.data`` included, makes a new copy; a model whose values change again after that (a
-training loop) runs as it is from then on. Same eligibility as the plans above.
+training loop) runs as it is from then on. Otherwise the plans' eligibility above.
 """
 from __future__ import annotations
 
@@ -174,6 +176,9 @@ def model_for(model, x: torch.Tensor, layers: Sequence[str] = ()):
 #: Value changes after which a model's forward plans are no longer made (its weights keep
 #: changing: building a copy costs more than the calls it would serve).
 FORWARD_REBUILDS = 1
+#: The largest model (parameter elements) copied: the copy and the values kept to compare
+#: hold it twice (ResNet-50's 25.6 M: about 200 MB; VGG16's 138 M would take 1.1 GB).
+FORWARD_MAX_PARAMETERS = 30_000_000
 
 
 class _Frozen:
@@ -233,8 +238,9 @@ class ForwardPlan:
 
 def forward_plan(model, x: torch.Tensor):
     """A callable for the no-grad forwards of a call on ``x`` (batches shaped like its
-    images): a ``ForwardPlan`` where the model is eligible (as ``model_for``, small work) and
-    its values are those frozen in, else ``model`` itself."""
+    images): a ``ForwardPlan`` where the model is eligible (as ``model_for``, any size of
+    work, at most FORWARD_MAX_PARAMETERS parameters) and its values are those frozen in,
+    else ``model`` itself."""
     if not _eligible(model, x) or x.device.type != "cpu" or model in _given_up:
         return model  # (oneDNN's optimized copy is a CPU affair)
     state, hooked = _walk(model)
@@ -246,7 +252,7 @@ def forward_plan(model, x: torch.Tensor):
         if entry is None or entry.state != state:
             entry = _Entry(state, sum(p.numel() for p in model.parameters()))
             _plans[model] = entry
-        if x[0].numel() * max(1, entry.elements) >= _SMALL_WORK:
+        if entry.elements > FORWARD_MAX_PARAMETERS:
             return model
         frozen = _frozen.get(model)
         if frozen is not None and frozen.state == state and not frozen.fresh():
