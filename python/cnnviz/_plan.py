@@ -179,6 +179,8 @@ FORWARD_REBUILDS = 1
 #: The largest model (parameter elements) copied: the copy and the values kept to compare
 #: hold it twice (ResNet-50's 25.6 M: about 200 MB; VGG16's 138 M would take 1.1 GB).
 FORWARD_MAX_PARAMETERS = 30_000_000
+#: Image shapes whose copies are kept per model (each copy holds the weights), oldest dropped.
+FORWARD_SHAPES_PER_MODEL = 4
 
 
 class _Frozen:
@@ -270,6 +272,8 @@ def forward_plan(model, x: torch.Tensor):
             _frozen[model] = frozen
         if image not in frozen.modules:
             frozen.modules[image] = _optimized(model, x)
+            while len(frozen.modules) > FORWARD_SHAPES_PER_MODEL:
+                frozen.modules.pop(next(iter(frozen.modules)))
         module = frozen.modules[image]
     if module is None:
         return model

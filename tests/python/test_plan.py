@@ -248,6 +248,9 @@ def test_forward_plan_from_several_threads(net):
         close(a, b)
         close(sc, without_plan(lambda: cnnviz.score_cam(net, x, "layer3").map))
     assert len(_plan._frozen[net].modules) == 1
+    for size in (8, 12, 16, 20, 24):  # one copy per image size, at most FORWARD_SHAPES_PER_MODEL kept
+        assert isinstance(_plan.forward_plan(net, torch.randn(1, 3, size, size)), _plan.ForwardPlan)
+    assert list(_plan._frozen[net].modules) == [(3, s, s) for s in (12, 16, 20, 24)]
 
 
 def test_forward_plan_serves_large_work_too(mobilenet, imagenet_samples):
