@@ -140,6 +140,15 @@ def _verify(model: nn.Module, plan, x: torch.Tensor) -> bool:
     return bool(torch.allclose(got, expected, rtol=1e-5, atol=1e-5 * max(scale, 1e-12)))
 
 
+def _entry(model: nn.Module, state) -> _Entry:
+    """The model's plan entry for its current modules and tensors (held under _lock)."""
+    entry = _plans.get(model)
+    if entry is None or entry.state != state:
+        entry = _Entry(state, sum(p.numel() for p in model.parameters()))
+        _plans[model] = entry
+    return entry
+
+
 def model_for(model, x: torch.Tensor, layers: Sequence[str] = ()):
     """The plan that serves a call on ``x`` (capturing ``layers``), or ``model`` itself."""
     if not _eligible(model, x):
@@ -149,10 +158,7 @@ def model_for(model, x: torch.Tensor, layers: Sequence[str] = ()):
         return model
     image = tuple(x.shape[1:])
     with _lock:
-        entry = _plans.get(model)
-        if entry is None or entry.state != state:
-            entry = _Entry(state, sum(p.numel() for p in model.parameters()))
-            _plans[model] = entry
+        entry = _entry(model, state)
         if x[0].numel() * max(1, entry.elements) >= _SMALL_WORK:
             return model
         if image not in entry.traced:
@@ -250,10 +256,7 @@ def forward_plan(model, x: torch.Tensor):
         return model
     image = tuple(x.shape[1:])
     with _lock:
-        entry = _plans.get(model)
-        if entry is None or entry.state != state:
-            entry = _Entry(state, sum(p.numel() for p in model.parameters()))
-            _plans[model] = entry
+        entry = _entry(model, state)
         if entry.elements > FORWARD_MAX_PARAMETERS:
             return model
         frozen = _frozen.get(model)
