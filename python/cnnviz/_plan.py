@@ -140,6 +140,15 @@ def _verify(model: nn.Module, plan, x: torch.Tensor) -> bool:
     return bool(torch.allclose(got, expected, rtol=1e-5, atol=1e-5 * max(scale, 1e-12)))
 
 
+def _state(model, x: torch.Tensor):
+    """What a plan of ``model`` for ``x`` depends on (``_walk``), or None where no plan may
+    serve the call (``_eligible``, training mode, hooks)."""
+    if not _eligible(model, x):
+        return None
+    state, hooked = _walk(model)
+    return None if hooked else state
+
+
 def _entry(model: nn.Module, state) -> _Entry:
     """The model's plan entry for its current modules and tensors (held under _lock)."""
     entry = _plans.get(model)
@@ -151,10 +160,8 @@ def _entry(model: nn.Module, state) -> _Entry:
 
 def model_for(model, x: torch.Tensor, layers: Sequence[str] = ()):
     """The plan that serves a call on ``x`` (capturing ``layers``), or ``model`` itself."""
-    if not _eligible(model, x):
-        return model
-    state, hooked = _walk(model)
-    if hooked:
+    state = _state(model, x)
+    if state is None:
         return model
     image = tuple(x.shape[1:])
     with _lock:
@@ -249,11 +256,9 @@ def forward_plan(model, x: torch.Tensor):
     images): a ``ForwardPlan`` where the model is eligible (as ``model_for``, any size of
     work, at most FORWARD_MAX_PARAMETERS parameters) and its values are those frozen in,
     else ``model`` itself."""
-    if not _eligible(model, x) or x.device.type != "cpu" or model in _given_up:
+    state = _state(model, x)
+    if state is None or x.device.type != "cpu" or model in _given_up:
         return model  # (oneDNN's optimized copy is a CPU affair)
-    state, hooked = _walk(model)
-    if hooked:
-        return model
     image = tuple(x.shape[1:])
     with _lock:
         entry = _entry(model, state)
